@@ -1,0 +1,284 @@
+"""Delta: an edit as a value (parameter name -> dense update or low-rank factors).
+
+Computed without touching the model, then applied, reverted (bitwise), scaled, restricted,
+added and saved. 1-LI is `delta.restrict(layers=[l]).scale(alpha)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from editrisk.diagnostics import matrix_norms
+from editrisk.errors import EditriskError
+
+_LAYER_RE = re.compile(r"\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """Update `left @ right.T`: left (rows, r), right (cols, r)."""
+
+    left: torch.Tensor
+    right: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.left.ndim != 2 or self.right.ndim != 2 or self.left.shape[1] != self.right.shape[1]:
+            raise ValueError(
+                f"low-rank factors must be (m, r) and (n, r); got "
+                f"{tuple(self.left.shape)} and {tuple(self.right.shape)}"
+            )
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.left.shape[0], self.right.shape[0]))
+
+    @property
+    def rank(self) -> int:
+        return self.left.shape[1]
+
+    def dense(self) -> torch.Tensor:
+        return self.left @ self.right.T
+
+
+Update = torch.Tensor | LowRank
+
+
+def _dense(u: Update) -> torch.Tensor:
+    return u.dense() if isinstance(u, LowRank) else u
+
+
+def layer_of(param_name: str) -> int | None:
+    """The first integer path component of a parameter name (the layer index), if any."""
+    m = _LAYER_RE.search(param_name)
+    return int(m.group(1)) if m else None
+
+
+class Delta:
+    """Parameter name -> update, plus metadata (editor, hyperparameters, model fingerprint)."""
+
+    def __init__(
+        self, updates: dict[str, Update] | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        self.updates: dict[str, Update] = dict(updates or {})
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._backups: dict[int, dict[str, torch.Tensor]] = {}
+
+    # -- inspection ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        parts = [
+            f"{n}: {'lowrank r=' + str(u.rank) if isinstance(u, LowRank) else 'dense'}"
+            f" {tuple(u.shape)}"
+            for n, u in self.updates.items()
+        ]
+        return f"Delta({', '.join(parts)})"
+
+    def __len__(self) -> int:
+        return len(self.updates)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.updates)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.updates)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({ly for n in self.updates if (ly := layer_of(n)) is not None})
+
+    def dense(self, name: str) -> torch.Tensor:
+        return _dense(self.updates[name])
+
+    def is_finite(self) -> bool:
+        return all(
+            torch.isfinite(t).all()
+            for u in self.updates.values()
+            for t in ((u.left, u.right) if isinstance(u, LowRank) else (u,))
+        )
+
+    # -- pure transformations -----------------------------------------------------------------
+    def _derive(self, updates: dict[str, Update], **meta: Any) -> Delta:
+        return Delta(updates, {**self.metadata, **meta})
+
+    def scale(self, alpha: float) -> Delta:
+        """alpha * delta (for low-rank updates only the left factor is scaled)."""
+        return self._derive(
+            {
+                n: LowRank(u.left * alpha, u.right) if isinstance(u, LowRank) else u * alpha
+                for n, u in self.updates.items()
+            },
+            scale=float(alpha) * float(self.metadata.get("scale", 1.0)),
+        )
+
+    def restrict(
+        self, params: Iterable[str] | None = None, layers: Iterable[int] | None = None
+    ) -> Delta:
+        """Keep only the named parameters and/or the parameters of the given layers."""
+        keep = set(self.updates)
+        if params is not None:
+            wanted = set(params)
+            missing = wanted - keep
+            if missing:
+                raise KeyError(f"delta has no update for {sorted(missing)}; it has {self.names}")
+            keep &= wanted
+        if layers is not None:
+            wanted_layers = set(layers)
+            keep = {n for n in keep if layer_of(n) in wanted_layers}
+        return self._derive(
+            {n: u for n, u in self.updates.items() if n in keep}, restricted_to=sorted(keep)
+        )
+
+    def __add__(self, other: Delta) -> Delta:
+        out: dict[str, Update] = dict(self.updates)
+        for n, u in other.updates.items():
+            if n not in out:
+                out[n] = u
+            elif isinstance(out[n], LowRank) and isinstance(u, LowRank):
+                a, b = out[n], u
+                out[n] = LowRank(torch.cat([a.left, b.left], 1), torch.cat([a.right, b.right], 1))
+            else:
+                out[n] = _dense(out[n]) + _dense(u)
+        return Delta(
+            out, {"composed_of": [self.metadata.get("editor"), other.metadata.get("editor")]}
+        )
+
+    def to_dense(self) -> Delta:
+        return self._derive({n: _dense(u) for n, u in self.updates.items()})
+
+    # -- model interaction --------------------------------------------------------------------
+    def _check(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        params = dict(model.named_parameters())
+        for n, u in self.updates.items():
+            if n not in params:
+                raise EditriskError(f"delta updates '{n}', which the model does not have")
+            if tuple(u.shape) != tuple(params[n].shape):
+                raise EditriskError(
+                    f"delta for '{n}' has shape {tuple(u.shape)}, parameter has "
+                    f"{tuple(params[n].shape)}"
+                )
+        if not self.is_finite():
+            raise EditriskError("delta contains NaN or inf; refusing to apply it")
+        return params
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module, *, backup: bool = True) -> nn.Module:
+        """Add the update in place (cast to each parameter's dtype/device).
+
+        With `backup`, the touched weights are kept so `revert` restores them bitwise; without
+        it, `revert` subtracts (exact up to rounding), which sequential runs use to save memory.
+        """
+        params = self._check(model)
+        if backup:
+            if id(model) in self._backups:
+                raise EditriskError("this delta is already applied to this model; revert first")
+            self._backups[id(model)] = {n: params[n].detach().clone() for n in self.updates}
+        for n, u in self.updates.items():
+            p = params[n]
+            p.add_(_dense(u).to(device=p.device, dtype=torch.float32).to(p.dtype))
+        return model
+
+    @torch.no_grad()
+    def revert(self, model: nn.Module) -> nn.Module:
+        """Undo `apply`: restore backed-up weights exactly, else subtract the update."""
+        params = dict(model.named_parameters())
+        saved = self._backups.pop(id(model), None)
+        for n, u in self.updates.items():
+            if saved is not None:
+                params[n].copy_(saved[n])
+            else:
+                p = params[n]
+                p.sub_(_dense(u).to(device=p.device, dtype=torch.float32).to(p.dtype))
+        return model
+
+    @contextmanager
+    def applied(self, model: nn.Module) -> Iterator[nn.Module]:
+        """`with delta.applied(model):` edits for the block, then restores bitwise."""
+        self.apply(model)
+        try:
+            yield model
+        finally:
+            self.revert(model)
+
+    # -- norms ----------------------------------------------------------------------------------
+    def norms(self, spectral_iters: int = 0) -> dict[str, dict[str, float]]:
+        """Per-parameter norms of the update itself."""
+        return {
+            n: matrix_norms(_dense(u), spectral_iters=spectral_iters)
+            for n, u in self.updates.items()
+        }
+
+    @torch.no_grad()
+    def weight_norms(
+        self,
+        model: nn.Module,
+        spectral_iters: int = 0,
+    ) -> dict[str, dict[str, dict[str, float]]]:
+        """Norms of the touched weights before ('base') and after ('edited') this delta,
+        assuming the model currently holds the base weights."""
+        params = dict(model.named_parameters())
+        out = {}
+        for n, u in self.updates.items():
+            w = params[n].detach().to(torch.float32)
+            out[n] = {
+                "base": matrix_norms(w, spectral_iters=spectral_iters),
+                "edited": matrix_norms(
+                    w + _dense(u).to(w.device, torch.float32), spectral_iters=spectral_iters
+                ),
+            }
+        return out
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write as safetensors (atomic); metadata stored as JSON in the header."""
+        path = Path(path)
+        tensors: dict[str, torch.Tensor] = {}
+        for n, u in self.updates.items():
+            if isinstance(u, LowRank):
+                tensors[f"lowrank_left::{n}"] = u.left.detach().cpu().contiguous()
+                tensors[f"lowrank_right::{n}"] = u.right.detach().cpu().contiguous()
+            else:
+                tensors[f"dense::{n}"] = u.detach().cpu().contiguous()
+        meta = {
+            "format": "editrisk.delta/1",
+            "metadata": json.dumps(self.metadata, sort_keys=True, default=str),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Delta:
+        path = Path(path)
+        if not path.is_file():
+            raise EditriskError(f"delta file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                header = f.metadata() or {}
+                if header.get("format") != "editrisk.delta/1":
+                    raise EditriskError(
+                        f"{path}: not an editrisk delta (format {header.get('format')!r})"
+                    )
+                raw = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except (OSError, ValueError) as err:
+            raise EditriskError(f"{path}: unreadable safetensors file ({err})") from err
+        updates: dict[str, Update] = {}
+        for key, t in raw.items():
+            kind, name = key.split("::", 1)
+            if kind == "dense":
+                updates[name] = t
+            elif kind == "lowrank_left":
+                updates[name] = LowRank(t, raw[f"lowrank_right::{name}"])
+        return cls(updates, json.loads(header.get("metadata", "{}")))

@@ -1,0 +1,58 @@
+"""Process-wide settings that are not state: the cache directory, device and dtype choice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from editrisk.errors import EditriskError
+
+CACHE_ENV = "EDITRISK_CACHE"
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def cache_dir() -> Path:
+    """The one directory for everything editrisk caches (override with $EDITRISK_CACHE)."""
+    root = os.environ.get(CACHE_ENV)
+    path = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    path = path if root else path / "editrisk"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' (or None) picks cuda when present, else cpu."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EditriskError(f"device '{device}' requested but CUDA is not available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None = "float32") -> torch.dtype:
+    """Accepts torch dtypes or their names (float32, bfloat16, float16, with short aliases)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise EditriskError(f"unknown dtype '{dtype}'; choose one of {sorted(set(_DTYPES))}")
+    return _DTYPES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

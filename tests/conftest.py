@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny seeded models of every family, and the real model (slow tier)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editrisk.models import TINY_MODELS, ModelHandle, load_model
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(params=TINY_MODELS)
+def tiny(request: pytest.FixtureRequest) -> ModelHandle:
+    """A fresh tiny model of each supported family (function scope: tests may mutate it)."""
+    return load_model(request.param, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm() -> ModelHandle:
+    """The real SmolLM2-135M-Instruct, loaded once per session."""
+    return load_model("smollm2-135m", device="cpu")
