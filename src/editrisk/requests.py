@@ -1,0 +1,177 @@
+"""Edit requests for language models: the case to edit, its paraphrases and neighbours.
+
+Targets are stored bare ("Paris"); they are tokenized as a continuation of the prompt, with a
+leading space (see `editrisk.editing.tokens.target_ids`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from editrisk.errors import InputError
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A prompt about another subject and the answer the edit must leave untouched."""
+
+    prompt: str
+    target: str
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One edit: make `prompt.format(subject)` continue with `target_new`.
+
+    `prompt` is a template with one `{}` for the subject. `paraphrases` and
+    `generation_prompts` are full prompts (subject already in place).
+    """
+
+    subject: str
+    prompt: str
+    target_new: str
+    target_true: str | None = None
+    paraphrases: tuple[str, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    generation_prompts: tuple[str, ...] = ()
+    id: str = ""
+    relation: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def rendered(self) -> str:
+        """The edited prompt with the subject in place."""
+        return self.prompt.replace("{}", self.subject)
+
+    def validate(self, *, file: str | None = None, record: int | None = None) -> None:
+        def fail(msg: str, fld: str) -> None:
+            raise InputError(msg, file=file, record=record, field=fld)
+
+        if not isinstance(self.subject, str) or not self.subject.strip():
+            fail("subject is empty", "subject")
+        if not isinstance(self.prompt, str) or self.prompt.count("{}") != 1:
+            fail(f"prompt template must contain '{{}}' exactly once: {self.prompt!r}", "prompt")
+        if not isinstance(self.target_new, str) or not self.target_new.strip():
+            fail("target_new is empty", "target_new")
+        if self.target_true is not None and (
+            not isinstance(self.target_true, str) or not self.target_true.strip()
+        ):
+            fail("target_true is empty", "target_true")
+        if self.target_true is not None and self.target_true.strip() == self.target_new.strip():
+            fail("target_new equals target_true: nothing to edit", "target_new")
+        for i, n in enumerate(self.neighbours):
+            if not isinstance(n, Neighbour) or not n.prompt.strip() or not n.target.strip():
+                fail(f"neighbour {i} needs a prompt and a target", "neighbours")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["neighbours"] = [asdict(n) for n in self.neighbours]
+        d["paraphrases"] = list(self.paraphrases)
+        d["generation_prompts"] = list(self.generation_prompts)
+        if not d["extra"]:
+            d.pop("extra")
+        return d
+
+    @classmethod
+    def from_dict(
+        cls, d: dict[str, Any], *, file: str | None = None, record: int | None = None
+    ) -> EditRequest:
+        """Build from editrisk's JSON form; errors name the file, record and field."""
+        if not isinstance(d, dict):
+            raise InputError("expected a JSON object", file=file, record=record)
+        for key in ("subject", "prompt", "target_new"):
+            if key not in d:
+                raise InputError("missing required field", file=file, record=record, field=key)
+        known = {
+            "subject",
+            "prompt",
+            "target_new",
+            "target_true",
+            "paraphrases",
+            "neighbours",
+            "generation_prompts",
+            "id",
+            "relation",
+            "extra",
+        }
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(
+                f"unknown field(s) {sorted(unknown)}",
+                file=file,
+                record=record,
+                field=sorted(unknown)[0],
+            )
+
+        def strs(key: str) -> tuple[str, ...]:
+            v = d.get(key) or []
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise InputError("expected a list of strings", file=file, record=record, field=key)
+            return tuple(v)
+
+        neighbours = []
+        for i, n in enumerate(d.get("neighbours") or []):
+            if not isinstance(n, dict) or not {"prompt", "target"} <= set(n):
+                raise InputError(
+                    f"neighbour {i} must be an object with prompt and target",
+                    file=file,
+                    record=record,
+                    field="neighbours",
+                )
+            neighbours.append(Neighbour(str(n["prompt"]), str(n["target"])))
+        for key in ("subject", "prompt", "target_new"):
+            if not isinstance(d[key], str):
+                raise InputError(
+                    f"expected a string, got {type(d[key]).__name__}",
+                    file=file,
+                    record=record,
+                    field=key,
+                )
+        req = object.__new__(cls)
+        values = dict(
+            subject=d["subject"],
+            prompt=d["prompt"],
+            target_new=d["target_new"],
+            target_true=d.get("target_true"),
+            paraphrases=strs("paraphrases"),
+            neighbours=tuple(neighbours),
+            generation_prompts=strs("generation_prompts"),
+            id=str(d.get("id", "")),
+            relation=d.get("relation"),
+            extra=dict(d.get("extra") or {}),
+        )
+        for k, v in values.items():
+            object.__setattr__(req, k, v)
+        req.validate(file=file, record=record)
+        return req
+
+
+def validate_requests(
+    requests: Sequence[EditRequest] | Iterable[EditRequest], file: str | None = None
+) -> list[EditRequest]:
+    """Check a set of requests together: ids must be unique (empty ids are numbered)."""
+    out: list[EditRequest] = []
+    seen: dict[str, int] = {}
+    for i, r in enumerate(requests):
+        if not isinstance(r, EditRequest):
+            raise InputError(
+                f"expected an EditRequest, got {type(r).__name__}", file=file, record=i
+            )
+        rid = r.id or str(i)
+        if rid in seen:
+            raise InputError(
+                f"duplicated id '{rid}' (first at record {seen[rid]})",
+                file=file,
+                record=i,
+                field="id",
+            )
+        seen[rid] = i
+        if not r.id:
+            object.__setattr__(r, "id", rid)
+        out.append(r)
+    return out
