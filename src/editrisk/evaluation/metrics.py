@@ -1,0 +1,178 @@
+"""Edit metrics, each number labelled with its convention.
+
+Conventions (keys are `<metric>.<convention>`):
+
+- `prob_compare` (ROME/MEMIT): 1 when the wanted answer has a higher per-token probability
+  (exp of the mean token log-prob) than the unwanted one, averaged over prompts.
+- `prob_margin` (ROME/MEMIT "magnitude"): wanted minus unwanted per-token probability.
+- `token_acc` (EasyEdit): teacher-forced accuracy of the wanted answer's tokens.
+
+Metrics: `efficacy` (rewrite prompt; wanted target_new over target_true), `generalization`
+(paraphrases; same comparison), `specificity` (neighbour prompts; wanted the neighbour's own
+answer over target_new). EasyEdit's "locality" compares post-edit with pre-edit predictions;
+`specificity.token_acc` here scores the neighbour's recorded answer instead.
+
+Generation metrics: `fluency.ngram_entropy` (ROME: weighted mean of bigram and trigram
+entropies, weights 2/3 and 4/3, in bits) and `consistency.tfidf` (ROME's reference score:
+TF-IDF cosine similarity of the generations to reference text about target_new; the IDF here is
+fitted on the evaluated texts, not on Wikipedia).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from editrisk.evaluation.scoring import TargetScore, score_targets
+from editrisk.models import ModelHandle
+from editrisk.requests import EditRequest
+
+Pair = tuple[str, str]
+CONVENTIONS = ("prob_compare", "prob_margin", "token_acc")
+EDIT_METRICS = ("efficacy", "generalization", "specificity")
+
+
+def score_pairs(h: ModelHandle, pairs: Sequence[Pair], batch_size: int = 32) -> list[TargetScore]:
+    """`score_targets` over deduplicated pairs, batched in length order to cut padding."""
+    unique = list(dict.fromkeys(pairs))
+    order = sorted(range(len(unique)), key=lambda i: len(unique[i][0]) + len(unique[i][1]))
+    scored = score_targets(h, [unique[i] for i in order], batch_size=batch_size)
+    by_pair = {unique[i]: s for i, s in zip(order, scored)}
+    return [by_pair[p] for p in pairs]
+
+
+def _comparisons(
+    wanted: list[TargetScore], unwanted: list[TargetScore | None], prefix: str
+) -> dict[str, float | None]:
+    """Mean prob_compare / prob_margin / token_acc over aligned prompt lists."""
+    if not wanted:
+        return {f"{prefix}.{c}": None for c in CONVENTIONS}
+    pairs = [(w, u) for w, u in zip(wanted, unwanted) if u is not None]
+    out: dict[str, float | None] = {
+        f"{prefix}.prob_compare": _mean(float(w.prob > u.prob) for w, u in pairs),
+        f"{prefix}.prob_margin": _mean(w.prob - u.prob for w, u in pairs),
+        f"{prefix}.token_acc": _mean(w.token_accuracy for w in wanted),
+    }
+    return out
+
+
+def _mean(xs: Iterable[float]) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def edit_pairs(r: EditRequest) -> list[Pair]:
+    """Every (prompt, target) pair the edit metrics of `r` need."""
+    prompts = [r.rendered, *r.paraphrases]
+    pairs = [(p, r.target_new) for p in prompts]
+    if r.target_true is not None:
+        pairs += [(p, r.target_true) for p in prompts]
+    for n in r.neighbours:
+        pairs += [(n.prompt, n.target), (n.prompt, r.target_new)]
+    return pairs
+
+
+def edit_metrics(
+    h: ModelHandle, requests: Sequence[EditRequest], batch_size: int = 32
+) -> list[dict[str, float | None]]:
+    """Per request: efficacy, generalization and specificity in every convention.
+
+    All prompts of all requests are scored in one batched pass. A metric without prompts (or
+    a comparison without target_true) is None.
+    """
+    all_pairs = [edit_pairs(r) for r in requests]
+    flat = score_pairs(h, [p for ps in all_pairs for p in ps], batch_size)
+    scores = dict(zip((p for ps in all_pairs for p in ps), flat))
+    rows = []
+    for r in requests:
+        prompts = [r.rendered, *r.paraphrases]
+        new = [scores[(p, r.target_new)] for p in prompts]
+        true = [scores[(p, r.target_true)] if r.target_true else None for p in prompts]
+        row = {"id": r.id}
+        row.update(_comparisons(new[:1], true[:1], "efficacy"))
+        row.update(_comparisons(new[1:], true[1:], "generalization"))
+        row.update(
+            _comparisons(
+                [scores[(n.prompt, n.target)] for n in r.neighbours],
+                [scores[(n.prompt, r.target_new)] for n in r.neighbours],
+                "specificity",
+            )
+        )
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: Sequence[dict[str, float | str | None]]) -> dict[str, float | None]:
+    """Mean of every numeric key over rows (None values are skipped), with `n` per key."""
+    keys = dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, str))
+    out: dict[str, float | None] = {}
+    for k in keys:
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        out[k] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+# -- generation metrics ---------------------------------------------------------------------------
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word and punctuation tokens."""
+    return _WORD.findall(text.lower())
+
+
+def ngram_entropy(
+    text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)
+) -> float:
+    """ROME's fluency: weighted arithmetic mean of n-gram entropies (bits) of `text`."""
+    toks = words(text)
+    vals = []
+    for n, w in zip(ns, weights):
+        counts = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
+        total = sum(counts.values())
+        ent = -sum(c / total * math.log2(c / total) for c in counts.values()) if total else 0.0
+        vals.append(w * ent)
+    return sum(vals) / len(vals)
+
+
+def tfidf_similarity(
+    texts: Sequence[str], references: Sequence[str], corpus: Sequence[str] | None = None
+) -> list[float]:
+    """Cosine similarity of TF-IDF vectors of `texts[i]` and `references[i]`.
+
+    The IDF is fitted on `corpus` (default: the texts and references themselves).
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(tokenizer=words, lowercase=False, token_pattern=None)
+    vec.fit(list(corpus) if corpus is not None else [*texts, *references])
+    a, b = vec.transform(texts), vec.transform(references)
+    return [float(x) for x in a.multiply(b).sum(axis=1).A1]  # rows are L2-normalised
+
+
+def generation_metrics(
+    h: ModelHandle, requests: Sequence[EditRequest], max_new_tokens: int = 32
+) -> list[dict[str, float | None]]:
+    """Per request: fluency of its generations and their consistency with the reference text
+    about target_new (`extra['reference']`; None when a request has none)."""
+    gens = [
+        " ".join(p + h.generate(p, max_new_tokens) for p in r.generation_prompts) for r in requests
+    ]
+    refs = [r.extra.get("reference") for r in requests]
+    with_ref = [i for i, ref in enumerate(refs) if isinstance(ref, str) and ref.strip()]
+    sims = (
+        tfidf_similarity([gens[i] for i in with_ref], [refs[i] for i in with_ref])
+        if with_ref
+        else []
+    )
+    sim_of = dict(zip(with_ref, sims))
+    return [
+        {
+            "id": r.id,
+            "fluency.ngram_entropy": ngram_entropy(g) if r.generation_prompts else None,
+            "consistency.tfidf": sim_of.get(i) if r.generation_prompts else None,
+        }
+        for i, (r, g) in enumerate(zip(requests, gens))
+    ]
