@@ -106,5 +106,11 @@ def demo(
     run_demo(model, device=device, console=console)
 
 
+from editrisk.cli_data import data_app, register_eval  # noqa: E402
+
+app.add_typer(data_app, name="data")
+register_eval(app)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,182 @@
+"""`editrisk data ...` (build edit sets) and `editrisk eval` (measure a model or an edit)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+data_app = typer.Typer(help="Build edit datasets (WorldFacts, MQD).", no_args_is_help=True)
+build_app = typer.Typer(help="Build a built-in edit set.", no_args_is_help=True)
+data_app.add_typer(build_app, name="build")
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """editrisk.cli's error handling, looked up at call time (no import cycle)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from editrisk.cli import cli_errors
+
+        return cli_errors(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _console() -> Any:
+    from editrisk.cli import console
+
+    return console
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+
+
+@build_app.command("worldfacts")
+@_errors
+def build_worldfacts_cmd(
+    model: str = typer.Option(..., "--model", help="model whose known facts are kept"),
+    out: Path = typer.Option(..., "--out", help="output file (editrisk JSONL)"),
+    seed: int = typer.Option(0, help="seed for counterfactual targets and neighbours"),
+    relations: str = typer.Option("", help="comma-separated relations (default: all)"),
+    limit_per_relation: int = typer.Option(0, help="sample this many candidates per relation"),
+    no_filter: bool = typer.Option(False, "--no-filter", help="keep facts the model does not know"),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto"),
+) -> None:
+    """WorldFacts from packaged geonames data, keeping the facts MODEL knows."""
+    from editrisk.data.jsonl import write_jsonl
+    from editrisk.data.worldfacts import build_worldfacts
+    from editrisk.models import load_model
+
+    rels = [r.strip() for r in relations.split(",") if r.strip()] or None
+    h = None if no_filter else load_model(model, device=device)
+    t = time.perf_counter()
+    reqs = build_worldfacts(h, seed, rels, limit_per_relation or None)
+    write_jsonl(reqs, out)
+    cand = Counter(
+        r.relation for r in build_worldfacts(None, seed, rels, limit_per_relation or None)
+    )
+    kept = Counter(r.relation for r in reqs)
+    table = Table("relation", "known" if h else "kept", "candidates")
+    for rel in cand:
+        table.add_row(rel, str(kept[rel]), str(cand[rel]))
+    table.add_row("total", str(len(reqs)), str(sum(cand.values())))
+    _console().print(table)
+    _console().print(f"wrote {len(reqs)} requests to {out} ({time.perf_counter() - t:.0f} s)")
+
+
+@data_app.command("mqd")
+@_errors
+def mqd_cmd(
+    facts: Path = typer.Option(..., "--facts", help="fact requests (any supported format)"),
+    out: Path = typer.Option(..., "--out", help="output file (editrisk JSONL)"),
+    types: str = typer.Option("tf,mcq,gen", help="question types: tf, mcq, gen"),
+    k: int = typer.Option(4, help="options per multiple-choice question"),
+    seed: int = typer.Option(0),
+    max_distinct_targets: int = typer.Option(0, help="cap distinct gen targets per relation"),
+) -> None:
+    """The Multi-Question Dataset: FACTS as true/false, multiple-choice and generation questions."""
+    from editrisk.data import load_requests
+    from editrisk.data.jsonl import write_jsonl
+    from editrisk.data.mqd import build_mqd
+
+    qs = build_mqd(
+        load_requests(str(facts)),
+        [t.strip() for t in types.split(",")],
+        k,
+        seed,
+        max_distinct_targets or None,
+    )
+    write_jsonl(qs, out)
+    counts = Counter(q.extra["question_type"] for q in qs)
+    _console().print(f"wrote {len(qs)} questions to {out}: {dict(counts)}")
+
+
+def eval_cmd(
+    model: str = typer.Argument(..., help="model name, folder, .gguf file or hub id"),
+    requests: Path = typer.Option(..., "--requests", help="edit requests (JSONL/CounterFact/zsRE)"),
+    delta: Path | None = typer.Option(None, "--delta", help="saved Delta to apply first"),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/eval-<time>"),
+    limit: int = typer.Option(0, help="evaluate only the first N requests"),
+    gen_tokens: int = typer.Option(0, help="tokens per generation for fluency/consistency"),
+    shifts: bool = typer.Option(False, help="also measure knowledge and edit under shifts"),
+    shift_kinds: str = typer.Option(
+        "typo,case,noise,paraphrase,prefix", help="perturbations measured with --shifts"
+    ),
+    heldout: Path | None = typer.Option(None, help="unedited facts for held-out accuracy"),
+    ppl: bool = typer.Option(False, "--perplexity", help="perplexity on a built-in text sample"),
+    batch_size: int = typer.Option(32, min=1),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto"),
+) -> None:
+    """Edit metrics of MODEL (with --delta: of the edited model) on REQUESTS; prints a table and
+    writes one row per request and a summary row to the run directory."""
+    from editrisk.data import load_requests
+    from editrisk.delta import Delta
+    from editrisk.evaluation.suite import evaluate
+    from editrisk.models import load_model
+    from editrisk.runs.store import RunDir
+
+    reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
+    held = load_requests(str(heldout)) if heldout else None
+    d = Delta.load(delta) if delta else None
+    h = load_model(model, device=device)
+    run = RunDir(run_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S"))
+    config = {
+        "command": "eval",
+        "model": model,
+        "requests": str(requests),
+        "delta": str(delta) if delta else None,
+        "limit": limit,
+        "gen_tokens": gen_tokens,
+        "shifts": shift_kinds if shifts else None,
+        "heldout": str(heldout) if heldout else None,
+        "perplexity": ppl,
+    }
+    run.start(
+        config,
+        {
+            "name": h.name,
+            "family": h.arch.family,
+            "fingerprint": h.fingerprint(),
+            "delta_metadata": d.metadata if d else None,
+        },
+    )
+    result = evaluate(
+        h,
+        reqs,
+        delta=d,
+        gen_tokens=gen_tokens,
+        shifts=[k.strip() for k in shift_kinds.split(",") if k.strip()] if shifts else False,
+        heldout=held,
+        perplexity=ppl,
+        batch_size=batch_size,
+    )
+    run.results.append(result.rows)
+    states = list(result.summary)
+    title = f"{h.name}{' + ' + delta.name if delta else ''}: {len(reqs)} requests"
+    table = Table("metric", *states, title=title)
+    for k in dict.fromkeys(k for v in result.summary.values() for k in v):
+        table.add_row(k, *(_fmt(result.summary[s].get(k)) for s in states))
+    _console().print(table)
+    if result.shift_rows:
+        keys = dict.fromkeys(k for r in result.shift_rows for k in r)
+        cols = ["state", "shift", "severity", "mean_edit_distance"] + [
+            k for k in keys if k.endswith("prob_compare")
+        ]
+        st = Table(*cols, title="under distribution shifts")
+        for r in result.shift_rows:
+            st.add_row(*(_fmt(r.get(c)) for c in cols))
+        _console().print(st)
+    _console().print(f"rows written to {run.results.path}")
+
+
+def register_eval(app: typer.Typer) -> None:
+    """Add `editrisk eval` to the main app."""
+    app.command("eval")(_errors(eval_cmd))
