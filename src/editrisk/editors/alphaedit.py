@@ -1,0 +1,77 @@
+"""AlphaEdit (Fang et al. 2025): MEMIT's update projected onto the null space of the
+preserved-knowledge keys, so their outputs stay unchanged; earlier edits' keys are kept
+(as K_p K_p^T) so later edits leave them alone too."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from editrisk.editing.solvers import null_space_projector, projected_update
+from editrisk.editors.base import register, require
+from editrisk.editors.memit import MEMIT, MEMITParams
+from editrisk.errors import EditriskError
+
+
+@dataclasses.dataclass
+class AlphaEditParams(MEMITParams):
+    """`null_space_threshold`: eigen-directions of C below this fraction of the largest
+    eigenvalue count as unused by preserved knowledge; `l2`: ridge on the update."""
+
+    null_space_threshold: float = 1e-2
+    l2: float = 10.0
+
+    def validate(self) -> None:
+        super().validate()
+        require(0 < self.null_space_threshold < 1, "null_space_threshold must be in (0, 1)")
+        require(self.l2 > 0, "l2 must be > 0")
+
+
+@register
+class AlphaEdit(MEMIT):
+    name = "alphaedit"
+    hparams_cls = AlphaEditParams
+    hparams: AlphaEditParams
+
+    def __init__(self, hparams: Any = None, **overrides: Any) -> None:
+        super().__init__(hparams, **overrides)
+        self._projectors: dict[int, torch.Tensor] = {}  # derived from C: not state
+        self.reset()
+
+    def reset(self) -> None:
+        self.past_kk: dict[int, torch.Tensor] = {}
+        self._pending: dict[int, torch.Tensor] = {}
+
+    def projector(self, layer: int, cov: torch.Tensor) -> torch.Tensor:
+        if layer not in self._projectors:
+            self._projectors[layer] = null_space_projector(cov, self.hparams.null_space_threshold)
+        return self._projectors[layer]
+
+    def solve(
+        self,
+        layer: int,
+        keys: torch.Tensor,
+        resid: torch.Tensor,
+        cov: torch.Tensor,
+        weight: torch.Tensor,
+    ) -> torch.Tensor:
+        past = self.past_kk.get(layer, torch.zeros_like(cov))
+        self._pending[layer] = past + keys @ keys.T
+        return projected_update(keys, resid, self.projector(layer, cov), past, self.hparams.l2)
+
+    def commit(self) -> None:
+        self.past_kk.update(self._pending)
+        self._pending = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f"past_kk.{layer}": kk for layer, kk in self.past_kk.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reset()
+        for key, value in state.items():
+            kind, _, layer = key.partition(".")
+            if kind != "past_kk" or not layer.isdigit():
+                raise EditriskError(f"not an AlphaEdit state entry: {key}")
+            self.past_kk[int(layer)] = value.to(torch.float64)
