@@ -1,0 +1,145 @@
+"""`editrisk edit` and `editrisk export`: apply an editor to a model from the shell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from editrisk.errors import EditriskError, InputError
+
+
+def _requests(
+    request: str | None,
+    subject: str | None,
+    prompt: str | None,
+    target_new: str | None,
+    target_true: str | None,
+) -> list[Any]:
+    from editrisk.requests import EditRequest, validate_requests
+
+    if request is None:
+        if not (subject and prompt and target_new):
+            raise EditriskError(
+                "give --request FILE_OR_JSON, or --subject, --prompt and --target-new"
+            )
+        return [EditRequest(subject, prompt, target_new, target_true)]
+    if Path(request).is_file():
+        from editrisk.data.formats import load_requests
+
+        return load_requests(request)
+    try:
+        data = json.loads(request)
+    except json.JSONDecodeError as err:
+        raise InputError(f"neither a file nor JSON ({err.msg})", file=request) from err
+    items = data if isinstance(data, list) else [data]
+    return validate_requests(
+        [EditRequest.from_dict(d, file="<--request>", record=i) for i, d in enumerate(items)]
+    )
+
+
+def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if hparams:
+        path = Path(hparams)
+        if not path.is_file():
+            raise EditriskError(f"hyperparameter file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if not isinstance(loaded, dict):
+            raise InputError("expected a mapping of hyperparameters", file=str(path))
+        out.update(loaded)
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise EditriskError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def register_edit(app: typer.Typer) -> None:
+    """Add `edit` and `export` to the main CLI."""
+    from editrisk.cli import DeviceOpt, DtypeOpt, cli_errors, console
+
+    @app.command()
+    @cli_errors
+    def edit(
+        model: str,
+        editor: str = typer.Option("rome", help="registered editor name"),
+        request: str = typer.Option(None, help="requests file (any supported format) or JSON"),
+        subject: str = typer.Option(None, help="inline request: the subject"),
+        prompt: str = typer.Option(None, help="inline request: template with {} for subject"),
+        target_new: str = typer.Option(None, help="inline request: the new target"),
+        target_true: str = typer.Option(None, help="inline request: the current answer"),
+        hparams: str = typer.Option(None, help="YAML/JSON file of editor hyperparameters"),
+        set_: list[str] = typer.Option([], "--set", help="hyperparameter key=value (repeat)"),
+        save_delta: Path = typer.Option(None, help="write the Delta here (safetensors)"),
+        max_new_tokens: int = typer.Option(8, min=1),
+        device: str = DeviceOpt,
+        dtype: str = DtypeOpt,
+    ) -> None:
+        """Edit MODEL and print completions and probabilities before and after."""
+        from editrisk.api import edit as run_edit
+        from editrisk.evaluation.scoring import score_targets
+        from editrisk.models import load_model
+
+        reqs = _requests(request, subject, prompt, target_new, target_true)
+        hp = _hparams(hparams, set_)
+        h = load_model(model, device=device, dtype=dtype)
+        pairs = [(r.rendered, r.target_new) for r in reqs]
+        trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
+        before = [h.generate(r.rendered, max_new_tokens) for r in reqs]
+        p_before = score_targets(h, pairs + trues)
+        delta = run_edit(h, editor, reqs, hp)
+        with delta.applied(h.model):
+            after = [h.generate(r.rendered, max_new_tokens) for r in reqs]
+            p_after = score_targets(h, pairs + trues)
+        table = Table(
+            "prompt",
+            "before",
+            "after",
+            "P(new) before -> after",
+            "P(true) before -> after",
+            title=f"{editor} on {h.name}",
+        )
+        true_at = {id(r): i for i, r in enumerate(r for r in reqs if r.target_true)}
+        for i, r in enumerate(reqs):
+            pt = "-"
+            if id(r) in true_at:
+                j = len(reqs) + true_at[id(r)]
+                pt = f"{p_before[j].prob:.3f} -> {p_after[j].prob:.3f}"
+            table.add_row(
+                r.rendered,
+                before[i].strip(),
+                after[i].strip(),
+                f"{p_before[i].prob:.3f} -> {p_after[i].prob:.3f}",
+                pt,
+            )
+        console.print(table)
+        if save_delta is not None:
+            delta.save(save_delta)
+            console.print(f"delta saved to {save_delta}")
+
+    @app.command()
+    @cli_errors
+    def export(
+        model: str,
+        delta: Path = typer.Option(..., help="Delta file (safetensors) to apply"),
+        out: Path = typer.Option(..., help="new folder for the edited model"),
+        device: str = DeviceOpt,
+        dtype: str = DtypeOpt,
+    ) -> None:
+        """Write MODEL with DELTA applied as a standard Hugging Face folder."""
+        from editrisk.api import export_model
+        from editrisk.delta import Delta
+        from editrisk.models import load_model
+
+        d = Delta.load(delta)
+        h = load_model(model, device=device, dtype=dtype)
+        fp = d.metadata.get("model_fingerprint")
+        if fp and fp != h.fingerprint():
+            raise EditriskError(f"{delta} was computed on model {fp}, not {h.fingerprint()}")
+        console.print(f"edited model written to {export_model(h, d, out)}")
