@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from editrisk.evaluation.scoring import TargetScore, score_targets
 from editrisk.models import ModelHandle
 from editrisk.requests import EditRequest
+from editrisk.tokens import prompt_ids, target_ids
 
 Pair = tuple[str, str]
 CONVENTIONS = ("prob_compare", "prob_margin", "token_acc")
@@ -35,9 +36,11 @@ EDIT_METRICS = ("efficacy", "generalization", "specificity")
 
 
 def score_pairs(h: ModelHandle, pairs: Sequence[Pair], batch_size: int = 32) -> list[TargetScore]:
-    """`score_targets` over deduplicated pairs, batched in length order to cut padding."""
+    """`score_targets` over deduplicated pairs, batched in token-length order to cut padding."""
     unique = list(dict.fromkeys(pairs))
-    order = sorted(range(len(unique)), key=lambda i: len(unique[i][0]) + len(unique[i][1]))
+    tok = h.tokenizer
+    length = [len(prompt_ids(tok, p)) + len(target_ids(tok, t)) for p, t in unique]
+    order = sorted(range(len(unique)), key=length.__getitem__)
     scored = score_targets(h, [unique[i] for i in order], batch_size=batch_size)
     by_pair = {unique[i]: s for i, s in zip(order, scored)}
     return [by_pair[p] for p in pairs]
