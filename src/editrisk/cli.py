@@ -98,12 +98,15 @@ def generate(
 @app.command()
 @cli_errors
 def demo(
-    model: str = typer.Option("smollm2-135m", help="model to run on"), device: str = DeviceOpt
+    model: str = typer.Option("smollm2-135m", help="model to run on"),
+    out: str = typer.Option("runs/demo", help="run directory for the rows"),
+    facts: int = typer.Option(4, min=1, help="facts to edit"),
+    device: str = DeviceOpt,
 ) -> None:
     """The main job on the built-in default (real model, real facts, offline)."""
     from editrisk.demo import run_demo
 
-    run_demo(model, device=device, console=console)
+    run_demo(model, device=device, out=out, n_facts=facts, console=console)
 
 
 from editrisk.cli_data import data_app, register_eval  # noqa: E402
@@ -111,9 +114,10 @@ from editrisk.cli_data import data_app, register_eval  # noqa: E402
 app.add_typer(data_app, name="data")
 register_eval(app)
 
-from editrisk.cli_edit import register_edit  # noqa: E402
+from editrisk.cli_edit import register_edit, register_interpolate  # noqa: E402
 
 register_edit(app)
+register_interpolate(app)
 
 
 def main() -> None:

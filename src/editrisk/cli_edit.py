@@ -143,3 +143,94 @@ def register_edit(app: typer.Typer) -> None:
         if fp and fp != h.fingerprint():
             raise EditriskError(f"{delta} was computed on model {fp}, not {h.fingerprint()}")
         console.print(f"edited model written to {export_model(h, d, out)}")
+
+
+def register_interpolate(app: typer.Typer) -> None:
+    """Add `interpolate` (1-LI of a saved language-model Delta) to the main CLI."""
+    from editrisk.cli import DeviceOpt, cli_errors, console
+
+    @app.command()
+    @cli_errors
+    def interpolate(
+        model: str,
+        delta: Path = typer.Option(..., help="Delta file (safetensors) to interpolate"),
+        request: str = typer.Option(..., help="the edit's requests (file or JSON)"),
+        alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="alpha grid"),
+        heldout: int = typer.Option(40, help="known WorldFacts held out for general ability"),
+        threshold: float = typer.Option(0.9, help="edit-success threshold for alpha selection"),
+        out: Path = typer.Option(None, help="run directory for the rows"),
+        device: str = DeviceOpt,
+    ) -> None:
+        """1-LI: each edited layer alone (and all together) scaled by every alpha; edit
+        success and held-out knowledge per point, monotonicity check, chosen alphas."""
+        from editrisk.data.worldfacts import build_worldfacts
+        from editrisk.delta import Delta
+        from editrisk.demo import round_robin
+        from editrisk.evaluation.general import heldout_accuracy
+        from editrisk.evaluation.metrics import edit_metrics, summarize
+        from editrisk.interpolation import (
+            monotonicity_violations,
+            paths,
+            select_knee,
+            select_threshold,
+            trade_off,
+        )
+        from editrisk.models import load_model
+        from editrisk.runs import RunDir
+
+        try:
+            grid = [float(a) for a in alphas.split(",")]
+        except ValueError as err:
+            raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
+        reqs = _requests(request, None, None, None, None)
+        d = Delta.load(delta)
+        h = load_model(model, device=device)
+        edited_ids = {r.id for r in reqs}
+        held = [
+            r
+            for r in round_robin(build_worldfacts(h), heldout + len(reqs))
+            if r.id not in edited_ids
+        ][:heldout]
+
+        def evaluate(_: Any) -> dict[str, float]:
+            s = summarize(edit_metrics(h, reqs))
+            return {
+                "edit_success": s["efficacy.prob_compare"],
+                "generalization": s["generalization.prob_compare"],
+                "heldout": heldout_accuracy(h, held)["heldout.prob_compare"],
+            }
+
+        rows = trade_off(h.model, d, evaluate, grid)
+        table = Table(
+            "path",
+            "alpha",
+            "edit_success",
+            "generalization",
+            "heldout",
+            title=f"1-LI of {delta.name}",
+        )
+        for r in rows:
+            table.add_row(
+                r["path"],
+                f"{r['alpha']:.2f}",
+                *(f"{r[k]:.3f}" for k in ("edit_success", "generalization", "heldout")),
+            )
+        console.print(table)
+        choices = []
+        for p in paths(d):
+            for c in (
+                select_threshold(rows, p, "edit_success", "heldout", threshold),
+                select_knee(rows, p, "edit_success", "heldout"),
+            ):
+                choices.append(c.to_dict())
+                console.print(f"{c.path}: alpha {c.alpha} ({c.policy}: {c.reason})")
+        bad = monotonicity_violations(rows, "edit_success")
+        console.print(f"monotonicity violations (edit_success): {len(bad)}")
+        if out is not None:
+            run = RunDir(out)
+            run.start({"model": model, "delta": str(delta), "alphas": grid, "heldout": heldout})
+            run.results.append([{"kind": "1-LI", **r} for r in rows])
+            run.results.append([{"kind": "choice", **c} for c in choices])
+            run.results.append([{"kind": "monotonicity_violation", **b} for b in bad])
+            run.export()
+            console.print(f"rows written to {run.path}")

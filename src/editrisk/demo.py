@@ -1,43 +1,182 @@
-"""The main job on the built-in default: the real model answering real facts, offline."""
+"""The main job on the built-in default: real facts edited in the real model, offline.
+
+Known WorldFacts are edited in smollm2-135m with ROME, MEMIT and D4S, one at a time on the
+unedited model (protocol `single`) and as a short sequence (protocol `sequential`, retention
+of every edit checked after the last step); then a 1-LI sweep of one MEMIT edit trades edit
+success against knowledge of held-out facts. Every row goes to a run directory.
+"""
 
 from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from editrisk.models import ModelHandle, load_model
+from editrisk.data.worldfacts import build_worldfacts
+from editrisk.delta import Delta
+from editrisk.editors import get_editor
+from editrisk.evaluation.general import heldout_accuracy
+from editrisk.evaluation.metrics import edit_metrics, summarize
+from editrisk.interpolation import monotonicity_violations, select_threshold, trade_off
+from editrisk.models import load_model
+from editrisk.requests import EditRequest
+from editrisk.runs import RunDir
 
-DEMO_COUNTRIES = ("France", "Germany", "Japan", "Italy", "Spain", "Egypt", "Canada", "Russia")
+EDITORS = ("rome", "memit", "d4s")
+KEYS = ("efficacy.prob_compare", "generalization.prob_compare", "specificity.prob_compare")
 
 
-def capital_facts(countries: tuple[str, ...] = DEMO_COUNTRIES) -> list[tuple[str, str]]:
-    """(prompt, true capital) pairs from countryinfo's real data."""
-    from countryinfo import CountryInfo
+def round_robin(requests: Sequence[EditRequest], n: int, seed: int = 0) -> list[EditRequest]:
+    """`n` requests taken in turn from each relation (seeded shuffle within relations)."""
+    by_rel: dict[str, list[EditRequest]] = defaultdict(list)
+    for r in requests:
+        by_rel[r.relation or ""].append(r)
+    rng = random.Random(seed)
+    for reqs in by_rel.values():
+        rng.shuffle(reqs)
+    out: list[EditRequest] = []
+    while len(out) < n and any(by_rel.values()):
+        for rel in sorted(by_rel):
+            if by_rel[rel] and len(out) < n:
+                out.append(by_rel[rel].pop())
+    return out
 
-    return [(f"The capital of {c} is", CountryInfo(c).capital()) for c in countries]
+
+def _scores(h: Any, reqs: Sequence[EditRequest], heldout: Sequence[EditRequest]) -> dict:
+    s = summarize(edit_metrics(h, reqs))
+    out = {k: s[k] for k in KEYS}
+    out["heldout.prob_compare"] = heldout_accuracy(h, heldout)["heldout.prob_compare"]
+    return out
 
 
 def run_demo(
-    model: str = "smollm2-135m", device: str = "auto", console: Console | None = None
-) -> ModelHandle:
+    model: str = "smollm2-135m",
+    device: str = "auto",
+    out: str | Path = "runs/demo",
+    n_facts: int = 4,
+    n_heldout: int = 40,
+    console: Console | None = None,
+) -> RunDir:
     console = console or Console()
+    start = time.perf_counter()
     h = load_model(model, device=device)
     console.print(
         f"[bold]{h.name}[/bold]: {h.arch.family}, {h.arch.n_layers} layers, "
-        f"{h.n_params:,} parameters, fingerprint {h.fingerprint()}"
+        f"{h.n_params:,} parameters"
     )
-    table = Table("prompt", "greedy completion", "true answer", "known")
-    known = 0
-    for prompt, answer in capital_facts():
-        completion = h.generate(prompt, max_new_tokens=6)
-        ok = completion.strip().startswith(answer)
-        known += ok
+    known = build_worldfacts(h, seed=0)
+    chosen = round_robin(known, n_facts + n_heldout)
+    facts, heldout = chosen[:n_facts], chosen[n_facts:]
+    console.print(
+        f"{len(known)} WorldFacts known by the model; editing {len(facts)}, {len(heldout)} held out"
+    )
+    config = {
+        "model": model,
+        "n_facts": n_facts,
+        "n_heldout": n_heldout,
+        "editors": EDITORS,
+        "facts": [r.id for r in facts],
+    }
+    run = RunDir(out)
+    run.start(config, {"name": h.name, "fingerprint": h.fingerprint()})
+    base = _scores(h, facts, heldout)
+    rows: list[dict[str, Any]] = [
+        {"protocol": "none", "editor": "unedited", "schedule": "before editing", **base}
+    ]
+
+    memit_first: Delta | None = None
+    for name in EDITORS:
+        per_edit = []
+        t = time.perf_counter()
+        for r in facts:  # protocol single: each edit on the unedited model, then reverted
+            d = get_editor(name).edit(h, [r])  # a fresh editor: no memory of other cases
+            if name == "memit" and memit_first is None:
+                memit_first = d
+            with d.applied(h.model):
+                per_edit.append(_scores(h, [r], heldout))
+        mean = {k: sum(p[k] for p in per_edit) / len(per_edit) for k in per_edit[0]}
+        rows.append(
+            {
+                "protocol": "single",
+                "editor": name,
+                "schedule": "immediately after each edit",
+                **mean,
+                "s/edit": (time.perf_counter() - t) / len(facts),
+            }
+        )
+        seq = get_editor(name)
+        applied = []
+        t = time.perf_counter()
+        try:  # protocol sequential: edits accumulate; retention of all checked at the end
+            for r in facts:
+                d = seq.edit(h, [r])
+                d.apply(h.model)
+                applied.append(d)
+            after = _scores(h, facts, heldout)
+        finally:
+            for d in reversed(applied):
+                d.revert(h.model)
+        rows.append(
+            {
+                "protocol": f"sequential x{len(facts)}",
+                "editor": name,
+                "schedule": "after the last step, all edits",
+                **after,
+                "s/edit": (time.perf_counter() - t) / len(facts),
+            }
+        )
+        console.print(f"  {name}: done")
+    run.results.append(rows)
+    _table(console, rows, "Edits of real facts (ROME/MEMIT probability-comparison convention)")
+
+    assert memit_first is not None
+    fact, last = facts[0], f"layer {memit_first.layers[-1]}"
+    curve = trade_off(
+        h.model,
+        memit_first,
+        lambda m: {
+            "edit_success": summarize(edit_metrics(h, [fact]))["efficacy.prob_margin"],
+            "heldout": heldout_accuracy(h, heldout)["heldout.prob_compare"],
+        },
+        alphas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        only=(last, "all layers"),
+    )
+    for r in curve:
+        r.update({"protocol": "1-LI", "editor": "memit", "fact": fact.id})
+    run.results.append(curve)
+    choice = select_threshold(curve, last, "edit_success", "heldout", 0.0)
+    _table(
+        console,
+        curve,
+        f"1-LI of the MEMIT edit '{fact.rendered} {fact.target_new}' "
+        "(edit_success = P(new) - P(true))",
+        cols=("path", "alpha", "edit_success", "heldout"),
+    )
+    console.print(
+        f"alpha chosen ({choice.policy}): {choice.alpha} on {choice.path}: {choice.reason}"
+    )
+    bad = monotonicity_violations(curve, "edit_success")
+    console.print(f"monotonicity violations of edit_success along the paths: {len(bad)}")
+    run.export()
+    console.print(
+        f"rows written to {run.path / 'rows.jsonl'} ({time.perf_counter() - start:.0f} s)"
+    )
+    return run
+
+
+def _table(
+    console: Console, rows: list[dict[str, Any]], title: str, cols: Sequence[str] | None = None
+) -> None:
+    cols = cols or ("protocol", "editor", "schedule", *KEYS, "heldout.prob_compare", "s/edit")
+    table = Table(*[c.replace(".prob_compare", "") for c in cols], title=title)
+    for r in rows:
         table.add_row(
-            prompt,
-            completion.strip().splitlines()[0] if completion.strip() else "",
-            answer,
-            "yes" if ok else "no",
+            *[f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols]
         )
     console.print(table)
-    console.print(f"{known}/{len(DEMO_COUNTRIES)} real facts known by {h.name}")
-    return h
