@@ -119,6 +119,10 @@ from editrisk.cli_edit import register_edit, register_interpolate  # noqa: E402
 register_edit(app)
 register_interpolate(app)
 
+from editrisk.cli_runs import register_runs  # noqa: E402
+
+register_runs(app)
+
 
 def main() -> None:
     app()

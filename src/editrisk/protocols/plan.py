@@ -1,0 +1,123 @@
+"""Protocols (how edits are grouped and whether they accumulate) and evaluation schedules
+(when, and on what, the edited model is measured). Every result row carries both."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from editrisk.errors import EditriskError
+from editrisk.requests import EditRequest
+
+PROTOCOLS = ("single", "batch", "sequential")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One editor call: `requests` edited together as step `index` (1-based) of `n_steps`."""
+
+    index: int
+    n_steps: int
+    requests: tuple[EditRequest, ...]
+    edits_before: int  # edits already accumulated in the model before this step
+
+    @property
+    def edits_after(self) -> int:
+        return self.edits_before + len(self.requests)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """`single`: each request on the pristine model, reverted after; `batch`: all requests in
+    one call; `sequential`: steps of `batch_size` requests in order, accumulating."""
+
+    name: str = "sequential"
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise EditriskError(f"unknown protocol {self.name!r}; choose from {PROTOCOLS}")
+        if self.batch_size < 1:
+            raise EditriskError(f"protocol batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def accumulates(self) -> bool:
+        return self.name != "single"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == "batch" else f"{self.name}(b={self.batch_size})"
+
+    def steps(self, requests: Sequence[EditRequest]) -> list[Step]:
+        """The editor calls this protocol makes over `requests`, in order."""
+        reqs = tuple(requests)
+        if not reqs:
+            raise EditriskError("a protocol needs at least one request")
+        size = len(reqs) if self.name == "batch" else self.batch_size
+        chunks = [reqs[i : i + size] for i in range(0, len(reqs), size)]
+        out, done = [], 0
+        for i, chunk in enumerate(chunks, 1):
+            out.append(Step(i, len(chunks), chunk, done if self.accumulates else 0))
+            done += len(chunk) if self.accumulates else 0
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When to measure, each recorded under its own label:
+
+    - `immediate`: the step's own requests, right after the step;
+    - `final`: every request, after the last step;
+    - `retention@k`: every request edited so far, every k steps (and after the last);
+    - `general@k`: held-out facts, perplexity and shifted prompts every k steps, after the
+      last, and once before any edit (step 0, label `general@k` too).
+    """
+
+    immediate: bool = True
+    final: bool = True
+    retention_every: int = 0  # 0: never
+    general_every: int = 0  # 0: never
+
+    def __post_init__(self) -> None:
+        for name in ("retention_every", "general_every"):
+            if getattr(self, name) < 0:
+                raise EditriskError(f"schedule {name} must be >= 0 (0 = never)")
+
+    @property
+    def retention_label(self) -> str:
+        return f"retention@{self.retention_every}"
+
+    @property
+    def general_label(self) -> str:
+        return f"general@{self.general_every}"
+
+    def due(self, step: int, n_steps: int) -> list[str]:
+        """Labels of the evaluations due after step `step` of `n_steps` (0: before editing)."""
+        last = step == n_steps
+        out = []
+        if step == 0:
+            return [self.general_label] if self.general_every else []
+        if self.immediate:
+            out.append("immediate")
+        if self.retention_every and (step % self.retention_every == 0 or last):
+            out.append(self.retention_label)
+        if self.general_every and (step % self.general_every == 0 or last):
+            out.append(self.general_label)
+        if self.final and last:
+            out.append("final")
+        return out
+
+    def check(self, protocol: Protocol) -> None:
+        """Refuse schedules that mean nothing under `protocol`."""
+        if not protocol.accumulates and (self.retention_every or self.final):
+            raise EditriskError(
+                "protocol 'single' reverts every edit: only 'immediate' and 'general' "
+                "schedules apply (set final: false, retention_every: 0)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,109 @@
+"""Analysis: correlations against numpy/hand values, collapse detection, curves from rows,
+and `editrisk analyze` writing plots and a table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from editrisk.analysis import analyze_run, collapse_step, curve, l1_curve, pearson, spearman
+from editrisk.analysis.stats import ranks
+from editrisk.cli import app
+from editrisk.runs import RunDir
+
+
+def test_pearson_and_spearman() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert spearman([1, 2, 3, 4], [1, 8, 27, 64]) == pytest.approx(1.0)  # monotone, not linear
+    assert pearson([1, 2, 3, 4], [1, 8, 27, 64]) < 0.99
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert list(ranks([10, 20, 20, 5])) == [2.0, 3.5, 3.5, 1.0]
+    assert pearson([1, 2], [2, 1]) is None and pearson([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_collapse_needs_to_stay_below() -> None:
+    pts = [(10, 0.9), (20, 0.4), (30, 0.7), (40, 0.45), (50, 0.2)]
+    assert collapse_step(pts, 0.5) == 40
+    assert collapse_step(pts[:3], 0.5) is None
+    assert collapse_step([(1, 0.1)], 0.5) == 1
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for m, slope in (("rome", -0.2), ("d4s", 0.0)):
+        for step in range(1, 6):
+            base = {"method": m, "protocol": "sequential", "step": step, "edits": step * 10}
+            rows.append(
+                {
+                    **base,
+                    "schedule": "retention@1",
+                    "kind": "summary",
+                    "efficacy.prob_compare": 1.0 + slope * step,
+                    "n": step * 10,
+                }
+            )
+            rows.append(
+                {**base, "schedule": "immediate", "kind": "summary", "efficacy.prob_compare": 1.0}
+            )
+            for layer in (1, 2):
+                rows.append(
+                    {
+                        **base,
+                        "schedule": "immediate",
+                        "kind": "diagnostics",
+                        "param": f"l.{layer}.w",
+                        "weight.l1_sum": 100.0 + 10 * step * layer,
+                    }
+                )
+        rows.append(
+            {
+                "method": m,
+                "protocol": "sequential",
+                "step": 0,
+                "edits": 0,
+                "schedule": "general@5",
+                "kind": "general",
+                "perplexity": 10.0,
+            }
+        )
+    return rows
+
+
+def test_curves_from_rows() -> None:
+    rows = _rows()
+    assert curve(rows, "rome", "efficacy.prob_compare", "retention@")[:2] == [
+        (10, pytest.approx(0.8)),
+        (20, pytest.approx(0.6)),
+    ]
+    assert curve(rows, "rome", "efficacy.prob_compare", "immediate")[0] == (10, 1.0)
+    assert l1_curve(rows, "d4s")[0] == (10, 230.0)  # summed over edited matrices
+
+
+def test_analyze_writes_plots_and_table(tmp_path) -> None:
+    rd = RunDir(tmp_path / "run")
+    rd.start({"name": "x"})
+    rd.results.append(_rows())
+    rep = analyze_run(rd.path, threshold=0.5)
+    by = {r["method"]: r for r in rep.rows}
+    assert by["rome"]["pearson r"] == pytest.approx(-1.0)
+    assert by["rome"]["spearman rho"] == pytest.approx(-1.0) and by["rome"]["n"] == 5
+    assert by["rome"]["collapse at edit"] == 30  # 1 - 0.2*3 = 0.4 < 0.5 from step 3 on
+    assert by["d4s"]["collapse at edit"] is None and by["d4s"]["pearson r"] is None
+    assert (rep.folder / "summary.csv").is_file() and (rep.folder / "summary.md").is_file()
+    pngs = {p.name for p in rep.plots}
+    assert "efficacy_retention.png" in pngs and "L1_immediate.png" in pngs
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in rep.plots)
+
+
+def test_cli_analyze_and_run_errors(tmp_path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["analyze", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run directory" in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"methods": ["rome"], "protocol": {"name": "single"}}))
+    res = runner.invoke(app, ["run", str(bad), "--run-dir", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "single" in res.output
