@@ -82,9 +82,9 @@ def test_training_is_deterministic_and_snapshots_match(tmp_path, monkeypatch) ->
 def test_training_learns_and_testbed_spans_accuracies(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path))
     test = load_digits("test", size=16)
-    bed = train_testbed("vgg", widths=(4,), epochs=(0, 4), size=16)
+    bed = train_testbed("vgg", widths=(4,), epochs=(0, 3), size=16)
     accs = [float((m.predict(test.images) == test.labels).float().mean()) for m in bed]
-    assert accs[0] < 0.3 < 0.7 < accs[1]
+    assert accs[0] < 0.3 < 0.6 < accs[1]
 
 
 def test_layer_lookup() -> None:

@@ -114,6 +114,10 @@ from editrisk.cli_data import data_app, register_eval  # noqa: E402
 app.add_typer(data_app, name="data")
 register_eval(app)
 
+from editrisk.cli_vision import vision_app  # noqa: E402
+
+app.add_typer(vision_app, name="vision")
+
 from editrisk.cli_edit import register_edit, register_interpolate  # noqa: E402
 
 register_edit(app)
