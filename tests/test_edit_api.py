@@ -132,3 +132,43 @@ def test_real_model_edit_changes_greedy_completion(smollm, editor: str) -> None:
         assert smollm.generate(req.rendered, 3).strip().startswith("Rome")
         other = smollm.generate("The capital of Japan is", 3).strip()
     assert other.startswith("Tokyo")
+
+
+def test_cli_interpolate_writes_curve(tmp_path) -> None:
+    h = editrisk.load_model("tiny-llama", device="cpu")
+    delta = editrisk.edit(h, "memit", REQ, dict(FAST, layers=[1, 2], mom2_weight=1.0))
+    dfile = delta.save(tmp_path / "d.safetensors")
+    neighbour = {"prompt": "France is located in", "target": "Europe"}
+    req = json.dumps(dict(REQ.to_dict(), neighbours=[neighbour]))
+    res = runner.invoke(
+        app,
+        [
+            "interpolate",
+            "tiny-llama",
+            "--delta",
+            str(dfile),
+            "--request",
+            req,
+            "--alphas",
+            "0,0.5,1",
+            "--heldout",
+            "0",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    from editrisk.runs import ResultStore
+
+    rows = ResultStore(tmp_path / "run" / "rows.jsonl").rows()
+    curve = [r for r in rows if r["kind"] == "1-LI"]
+    assert {r["path"] for r in curve} == {"layer 1", "layer 2", "all layers"}
+    assert len(curve) == 9
+    assert {r["policy"] for r in rows if r["kind"] == "choice"} == {"threshold", "knee"}, res.output
+    zero = {r["edit_success"] for r in curve if r["alpha"] == 0.0}
+    assert len(zero) == 1  # alpha = 0 is the unedited model on every path
+    bad = runner.invoke(
+        app,
+        ["interpolate", "tiny-llama", "--delta", str(dfile), "--request", req, "--alphas", "0,x"],
+    )
+    assert bad.exit_code == 2

@@ -192,12 +192,13 @@ def register_interpolate(app: typer.Typer) -> None:
             if r.id not in edited_ids
         ][:heldout]
 
-        def evaluate(_: Any) -> dict[str, float]:
+        def evaluate(_: Any) -> dict[str, float | None]:
             s = summarize(edit_metrics(h, reqs))
             return {
                 "edit_success": s["efficacy.prob_compare"],
                 "generalization": s["generalization.prob_compare"],
-                "heldout": heldout_accuracy(h, held)["heldout.prob_compare"],
+                "specificity": s["specificity.prob_compare"],
+                "heldout": heldout_accuracy(h, held)["heldout.prob_compare"] if held else None,
             }
 
         rows = trade_off(h.model, d, evaluate, grid)
@@ -213,18 +214,30 @@ def register_interpolate(app: typer.Typer) -> None:
             table.add_row(
                 r["path"],
                 f"{r['alpha']:.2f}",
-                *(f"{r[k]:.3f}" for k in ("edit_success", "generalization", "heldout")),
+                *(
+                    "-" if r[k] is None else f"{r[k]:.3f}"
+                    for k in ("edit_success", "generalization", "heldout")
+                ),
             )
         console.print(table)
+        robust = "heldout" if held else "specificity"  # tiny or unknown models: neighbours
         choices = []
-        for p in paths(d):
+        measured = all(r[robust] is not None for r in rows)
+        if not measured:
+            console.print(f"no {robust} measurements: no alpha selection")
+        for p in paths(d) if measured else []:
             for c in (
-                select_threshold(rows, p, "edit_success", "heldout", threshold),
-                select_knee(rows, p, "edit_success", "heldout"),
+                select_threshold(rows, p, "edit_success", robust, threshold),
+                select_knee(rows, p, "edit_success", robust),
             ):
                 choices.append(c.to_dict())
                 console.print(f"{c.path}: alpha {c.alpha} ({c.policy}: {c.reason})")
         bad = monotonicity_violations(rows, "edit_success")
+        for b in bad:
+            console.print(
+                f"  {b['path']}: edit_success falls by {-b['change']:.3f} from alpha "
+                f"{b['from_alpha']} to {b['to_alpha']}"
+            )
         console.print(f"monotonicity violations (edit_success): {len(bad)}")
         if out is not None:
             run = RunDir(out)
