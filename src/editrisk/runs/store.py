@@ -1,0 +1,183 @@
+"""Run directories: resolved config, environment and fingerprint at start; append-only rows.
+
+Rows are JSON lines appended with a single `write` each and fsynced, so a killed process never
+leaves a torn row that a reader would take for data: an incomplete last line (no newline) is
+ignored by readers and cut off before the next append.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from editrisk.errors import EditriskError
+
+TRACKED_PACKAGES = ("editrisk", "torch", "transformers", "safetensors", "numpy", "gguf")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file and rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and package versions, for the record."""
+    versions = {}
+    for pkg in TRACKED_PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "packages": versions, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+class ResultStore:
+    """Append-only JSON-lines rows; safe against a process killed mid-write."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _repair(self) -> None:
+        """Cut an incomplete trailing line left by a killed writer."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, rows: dict[str, Any] | Iterable[dict[str, Any]]) -> None:
+        rows = [rows] if isinstance(rows, dict) else list(rows)
+        if not rows:
+            return
+        self._repair()
+        payload = "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, payload.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith("\n"):
+                    return  # torn last line from a killed writer
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise EditriskError(f"{self.path}: record {lineno} is not JSON ({err})") from err
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def to_csv(self, path: str | Path) -> Path:
+        rows = self.rows()
+        columns = sorted({k for r in rows for k in r})
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _cell(r.get(k)) for k in columns})
+        tmp.replace(path)
+        return path
+
+    def to_parquet(self, path: str | Path) -> Path:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise EditriskError("Parquet export needs pyarrow: pip install 'editrisk[parquet]'") from err
+        rows = [{k: _cell(v) for k, v in r.items()} for r in self.rows()]
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        tmp.replace(path)
+        return path
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot store {type(x).__name__} in a result row")
+
+
+def _cell(v: Any) -> Any:
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+
+
+class RunDir:
+    """A run directory: config.yaml, environment.json, model.json, rows.jsonl, deltas/."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.results = ResultStore(self.path / "rows.jsonl")
+
+    @property
+    def deltas(self) -> Path:
+        return self.path / "deltas"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    def start(self, config: dict[str, Any], model_info: dict[str, Any] | None = None) -> None:
+        """Record the resolved config, environment and model at the start of a run.
+
+        A resumed run must carry the same config; a different one is refused.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(config, sort_keys=True)
+        if self.config_path.exists():
+            if yaml.safe_load(self.config_path.read_text()) != yaml.safe_load(text):
+                raise EditriskError(f"{self.path} holds a run with a different config; "
+                                    "use a new run directory")
+        else:
+            atomic_write_text(self.config_path, text)
+        atomic_write_text(self.path / "environment.json", json.dumps(environment(), indent=2))
+        if model_info is not None:
+            atomic_write_text(self.path / "model.json",
+                              json.dumps(model_info, indent=2, sort_keys=True))
+
+    def config(self) -> dict[str, Any]:
+        if not self.config_path.exists():
+            raise EditriskError(f"{self.path} is not a run directory (no config.yaml)")
+        return yaml.safe_load(self.config_path.read_text())
+
+    def export(self) -> list[Path]:
+        """Write rows.csv (and rows.parquet when pyarrow is present)."""
+        out = [self.results.to_csv(self.path / "rows.csv")]
+        try:
+            out.append(self.results.to_parquet(self.path / "rows.parquet"))
+        except EditriskError:
+            pass
+        return out
