@@ -47,11 +47,12 @@ def _conv(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _plasma(h: int, rng: np.random.Generator, decay: float = 2.0) -> np.ndarray:
-    out, amp, size = np.zeros((h, h)), 1.0, 2
+    out, amp, size = rng.random((2, 2)).astype(np.float32), 1.0 / decay, 4
     while size <= h:
-        grid = Image.fromarray(rng.random((size, size)).astype(np.float32))
-        out += amp * np.asarray(grid.resize((h, h), Image.BICUBIC))
+        up = np.asarray(Image.fromarray(out).resize((size, size), Image.BILINEAR))
+        out = up + amp * rng.random((size, size)).astype(np.float32)
         amp, size = amp / decay, size * 2
+    out = np.asarray(Image.fromarray(out).resize((h, h), Image.BILINEAR))
     return (out - out.min()) / max(out.max() - out.min(), 1e-8)
 
 

@@ -58,7 +58,19 @@ def gaussian_kernel(sigma: float, device: torch.device | None = None) -> torch.T
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    return _depthwise(x, gaussian_kernel(sigma, x.device))
+    """Separable gaussian blur (reflect padding): two 1-D depthwise passes."""
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    mode = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    x = F.conv2d(
+        F.pad(x, (r, r, 0, 0), mode=mode), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c
+    )
+    return F.conv2d(
+        F.pad(x, (0, 0, r, r), mode=mode), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
+    )
 
 
 def _rand(g: torch.Generator, *shape: int, device: torch.device) -> torch.Tensor:
@@ -147,14 +159,16 @@ def contrast(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
 def plasma(
     n: int, h: int, w: int, g: torch.Generator, device: torch.device, decay: float = 2.0
 ) -> torch.Tensor:
-    """Fractal noise (N, 1, H, W) in [0, 1]: octaves of upsampled random grids."""
-    out = torch.zeros(n, 1, h, w, device=device)
-    amp, size = 1.0, 2
+    """Fractal noise (N, 1, H, W) in [0, 1]: random octaves summed coarse to fine, each level
+    upsampled 2x (bilinear) before the next finer octave is added."""
+    out = _rand(g, n, 1, 2, 2, device=device)
+    amp, size = 1.0 / decay, 4
     while size <= max(h, w):
-        grid = _rand(g, n, 1, size, size, device=device)
-        out += amp * F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
+        out = out + amp * _rand(g, n, 1, size, size, device=device)
         amp /= decay
         size *= 2
+    out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
     lo = out.amin((2, 3), keepdim=True)
     hi = out.amax((2, 3), keepdim=True)
     return (out - lo) / (hi - lo).clamp(min=1e-8)
