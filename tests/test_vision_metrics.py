@@ -95,3 +95,29 @@ def test_task_errors() -> None:
         digits_rewrite_task("plaid", size=16)
     with pytest.raises(EditriskError, match="0..9"):
         digits_rewrite_task(classes=(11,), size=16)
+
+
+def test_task_from_user_folder(tmp_path) -> None:
+    from PIL import Image
+
+    from editrisk.errors import InputError
+    from editrisk.vision.tasks import task_from_folder
+
+    for split in ("train", "test"):
+        for cls, colour in (("car", (200, 0, 0)), ("tree", (0, 200, 0))):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            Image.new("RGB", (12, 12), colour).save(d / "a.png")
+            if split == "train":
+                mask = Image.new("L", (12, 12), 0)
+                mask.paste(255, (0, 6, 12, 12))  # lower half is where the concept appears
+                mask.save(d / "a.mask.png")
+                Image.new("RGB", (12, 12), (0, 0, 0)).save(d / "a.clean.png")
+    task = task_from_folder(tmp_path, ("car", "tree", "bus"), size=8)
+    assert task.train_images.shape == (2, 3, 8, 8) and task.train_clean is not None
+    assert task.train_labels.tolist() == [0, 1] and task.test_labels.tolist() == [0, 1]
+    assert task.train_masks[0, 0, :4].sum() == 0 and task.train_masks[0, 0, 4:].all()
+    assert task.affected_classes == (0, 1) and task.unaffected_classes == (2,)
+    (tmp_path / "train" / "car" / "a.mask.png").unlink()
+    with pytest.raises(InputError, match="a.mask.png"):
+        task_from_folder(tmp_path, ("car", "tree"), size=8)
