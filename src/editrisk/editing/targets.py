@@ -92,32 +92,39 @@ class _Batch:
     def forward(
         self, module: str, delta: torch.Tensor, seen: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        """Logits with delta[request] added to `module`'s output at each row's edit position.
+        """Final-norm hidden states with delta[request] added to `module`'s output at each
+        row's edit position (the unembedding is applied by the caller, only where needed).
 
         The module's unedited output at those positions is stored in `seen["init"]`.
         """
         rows_idx = torch.arange(len(self.rows), device=self.ids.device)
+        norm = self.h.arch.name("final_norm")
 
         def add(name: str, out: torch.Tensor) -> torch.Tensor:
+            if name != module:
+                return out
             seen["init"] = out[rows_idx, self.local_index].detach().float()
             shift = torch.zeros_like(out)
             shift[rows_idx, self.local_index] = delta[self.request].to(out.dtype)
             return out + shift
 
-        with Trace(self.h.model, module, edit_output=add, retain_output=False, detach=False):
+        with Trace(
+            self.h.model, [module, norm], edit_output=add, detach=False, stop_after=norm
+        ) as tr:
             if self.cached:
-                out = self.h.model(
+                self.h.model(
                     input_ids=self.ids,
                     attention_mask=self.mask,
                     position_ids=self.positions,
                     past_key_values=self.past,
                     use_cache=True,
                 )
-                for layer, (k, v) in zip(self.past.layers, self.saved):
-                    layer.keys, layer.values = k, v  # back to the constant prefix
             else:
-                out = self.h.model(input_ids=self.ids, attention_mask=self.mask)
-        return out.logits
+                self.h.model(input_ids=self.ids, attention_mask=self.mask)
+        if self.cached:
+            for layer, (k, v) in zip(self.past.layers, self.saved):
+                layer.keys, layer.values = k, v  # back to the constant prefix
+        return tr[norm].output
 
     def local(self, i: int, positions: Sequence[int]) -> list[int]:
         return [p - self.starts[i] for p in positions]
@@ -168,6 +175,7 @@ def optimise_targets(
         requires_grad=True,
     )
     opt = torch.optim.Adam([delta], lr=s.lr)
+    unembed = h.model.get_submodule(h.arch.name("unembed"))
     active = torch.ones(n, dtype=torch.bool, device=dev)
     steps_run = [0] * n
     init = kl_init = None
@@ -175,15 +183,15 @@ def optimise_targets(
     history = []
     for step in range(s.steps):
         seen: dict[str, torch.Tensor] = {}
-        logits = batch.forward(module, delta, seen)
+        hidden = batch.forward(module, delta, seen)
         if init is None:
             init = seen["init"][first_row].clone()
-        logp_t = torch.log_softmax(logits[b_idx_t, p_idx_t].float(), -1)
+        logp_t = torch.log_softmax(unembed(hidden[b_idx_t, p_idx_t]).float(), -1)
         tok_nll = -logp_t.gather(1, t_ids_t[:, None]).squeeze(1)
         row_nll = torch.zeros(n_edit, device=dev).index_add(0, owner_t, tok_nll) / tokens_per_row
         nll_req = torch.zeros(n, device=dev).index_add(0, batch.request[:n_edit], row_nll)
         nll_req = nll_req / rows_per_req
-        kl_logp = torch.log_softmax(logits[kl_rows, kl_pos].float(), -1)
+        kl_logp = torch.log_softmax(unembed(hidden[kl_rows, kl_pos]).float(), -1)
         if kl_init is None:
             kl_init = kl_logp.detach()
         kl_req = (kl_init.exp() * (kl_init - kl_logp)).sum(-1)
