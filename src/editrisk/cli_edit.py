@@ -163,9 +163,8 @@ def register_interpolate(app: typer.Typer) -> None:
     ) -> None:
         """1-LI: each edited layer alone (and all together) scaled by every alpha; edit
         success and held-out knowledge per point, monotonicity check, chosen alphas."""
-        from editrisk.data.worldfacts import build_worldfacts
+        from editrisk.data.worldfacts import build_worldfacts, round_robin
         from editrisk.delta import Delta
-        from editrisk.demo import round_robin
         from editrisk.evaluation.general import heldout_accuracy
         from editrisk.evaluation.metrics import edit_metrics, summarize
         from editrisk.interpolation import (

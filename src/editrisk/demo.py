@@ -8,9 +8,7 @@ success against knowledge of held-out facts. Every row goes to a run directory.
 
 from __future__ import annotations
 
-import random
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from editrisk.data.worldfacts import build_worldfacts
+from editrisk.data.worldfacts import build_worldfacts, round_robin
 from editrisk.delta import Delta
 from editrisk.editors import get_editor
 from editrisk.evaluation.general import heldout_accuracy
@@ -30,22 +28,6 @@ from editrisk.runs import RunDir
 
 EDITORS = ("rome", "memit", "d4s")
 KEYS = ("efficacy.prob_compare", "generalization.prob_compare", "specificity.prob_compare")
-
-
-def round_robin(requests: Sequence[EditRequest], n: int, seed: int = 0) -> list[EditRequest]:
-    """`n` requests taken in turn from each relation (seeded shuffle within relations)."""
-    by_rel: dict[str, list[EditRequest]] = defaultdict(list)
-    for r in requests:
-        by_rel[r.relation or ""].append(r)
-    rng = random.Random(seed)
-    for reqs in by_rel.values():
-        rng.shuffle(reqs)
-    out: list[EditRequest] = []
-    while len(out) < n and any(by_rel.values()):
-        for rel in sorted(by_rel):
-            if by_rel[rel] and len(out) < n:
-                out.append(by_rel[rel].pop())
-    return out
 
 
 def _scores(h: Any, reqs: Sequence[EditRequest], heldout: Sequence[EditRequest]) -> dict:

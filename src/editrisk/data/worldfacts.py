@@ -382,3 +382,19 @@ def build_worldfacts(
     if h is not None:
         facts = known_facts(h, facts, seed, use_cache)
     return to_requests(facts, seed)
+
+
+def round_robin(requests: Sequence[EditRequest], n: int, seed: int = 0) -> list[EditRequest]:
+    """`n` requests taken in turn from each relation (seeded shuffle within relations)."""
+    by_rel: dict[str, list[EditRequest]] = defaultdict(list)
+    for r in requests:
+        by_rel[r.relation or ""].append(r)
+    rng = random.Random(seed)
+    for reqs in by_rel.values():
+        rng.shuffle(reqs)
+    out: list[EditRequest] = []
+    while len(out) < n and any(by_rel.values()):
+        for rel in sorted(by_rel):
+            if by_rel[rel] and len(out) < n:
+                out.append(by_rel[rel].pop())
+    return out

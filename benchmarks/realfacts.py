@@ -1,0 +1,46 @@
+"""Shared by the real-model benchmarks: a stratified sample of WorldFacts smollm2 knows, and
+single-edit evaluation (each edit on the unedited model, then reverted)."""
+
+from __future__ import annotations
+
+import time
+
+from editrisk.data.worldfacts import build_worldfacts, round_robin
+from editrisk.editors import get_editor
+from editrisk.evaluation.metrics import edit_metrics, summarize
+from editrisk.models import ModelHandle
+from editrisk.requests import EditRequest
+
+
+def sample_known(h: ModelHandle, n: int, seed: int = 0) -> list[EditRequest]:
+    """`n` known facts, round-robin over relations, deterministic."""
+    return round_robin(build_worldfacts(h, seed=seed), n, seed)
+
+
+KEYS = (
+    "efficacy.prob_compare",
+    "generalization.prob_compare",
+    "specificity.prob_compare",
+    "efficacy.token_acc",
+    "generalization.token_acc",
+)
+
+
+def single_edit_scores(
+    h: ModelHandle, editor: str, requests: list[EditRequest], hparams: dict | None = None
+) -> dict[str, float]:
+    """Mean metrics over single edits, the unedited baseline's neighbourhood score, and the
+    mean seconds per edit (editing only, not evaluation)."""
+    ed = get_editor(editor, hparams or {})
+    ed.edit(h, requests[:1])  # warm caches (prefixes, covariance) outside the timing
+    rows, seconds = [], 0.0
+    for r in requests:
+        t = time.perf_counter()
+        delta = ed.edit(h, [r])
+        seconds += time.perf_counter() - t
+        with delta.applied(h.model):
+            rows.extend(edit_metrics(h, [r]))
+    out = {k: summarize(rows)[k] for k in KEYS}
+    out["specificity.base"] = summarize(edit_metrics(h, requests))["specificity.prob_compare"]
+    out["s/edit"] = seconds / len(requests)
+    return out
