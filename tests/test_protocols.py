@@ -216,3 +216,16 @@ def test_d4s_state_size_constant_over_steps(tmp_path) -> None:
         sizes.append(sum(t.numel() * t.element_size() for t in editor.state_dict().values()))
     assert int(editor.state_dict()["n_edits"]) == 4
     assert len(set(sizes)) == 1 and sizes[0] > 0
+
+
+def test_shipped_study_configs_resolve() -> None:
+    from pathlib import Path
+
+    from editrisk.protocols.config import load_config
+
+    found = sorted((Path(__file__).parents[1] / "examples").glob("sequential_*.yaml"))
+    assert len(found) >= 3
+    for path in found:
+        cfg = load_config(path)
+        assert cfg["model"] == "smollm2-135m" and cfg["schedule"]["retention_every"] > 0
+        assert {m["name"] for m in cfg["methods"]} == {"rome", "memit", "d4s", "alphaedit", "ft"}
