@@ -19,8 +19,15 @@ def register_runs(app: typer.Typer) -> None:
         run_dir: Path = typer.Option(None, help="run directory (default: runs/<config name>)"),
         device: str = typer.Option(None, help="override the config's device"),
         progress: bool = typer.Option(True, help="show a progress bar"),
+        threads: int = typer.Option(
+            0, help="torch CPU threads (0: torch's default); on a busy machine 1 is fastest"
+        ),
     ) -> None:
         """Run (or resume: same command, same directory) the protocol study of CONFIG."""
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
         from editrisk.protocols.config import load_config, resolve_config
         from editrisk.protocols.runner import run_config
 
