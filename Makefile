@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/editrisk demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
