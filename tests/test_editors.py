@@ -194,7 +194,7 @@ def test_d4s_solver_sequence_equals_memit_batch() -> None:
     resid = torch.randn(d_out, n, generator=gen, dtype=torch.float64)  # W0-relative residuals
     d4s = get_editor("d4s", mom2_weight=lam)
     for i in range(n):
-        total = d4s.solve(0, keys[:, i : i + 1], resid[:, i : i + 1], cov, None)
+        total = d4s.solve(0, keys[:, i : i + 1], resid[:, i : i + 1], cov)
         d4s.commit()
     batch = least_squares_update(keys, resid, cov, lam)
     torch.testing.assert_close(total, batch)

@@ -55,7 +55,6 @@ class AlphaEdit(MEMIT):
         keys: torch.Tensor,
         resid: torch.Tensor,
         cov: torch.Tensor,
-        weight: torch.Tensor,
     ) -> torch.Tensor:
         past = self.past_kk.get(layer, torch.zeros_like(cov))
         self._pending[layer] = past + keys @ keys.T

@@ -71,7 +71,6 @@ class D4S(MEMIT):
         keys: torch.Tensor,
         resid: torch.Tensor,
         cov: torch.Tensor,
-        weight: torch.Tensor,
     ) -> torch.Tensor:
         """New W0-relative total for `layer`: the batch solution over all edits so far."""
         rk = self.sum_rk.get(layer, 0) + resid @ keys.T

@@ -17,7 +17,7 @@ from editrisk.editing.keys import compute_keys, gather_at_index
 from editrisk.editing.prompts import edit_rows
 from editrisk.editing.solvers import least_squares_update
 from editrisk.editing.targets import optimise_targets
-from editrisk.editors._kv import KVEditor, KVParams, delta_from, update_for, weight_out_in
+from editrisk.editors._kv import KVEditor, KVParams, delta_from, update_for
 from editrisk.editors.base import register, require
 from editrisk.errors import EditriskError
 from editrisk.models import ModelHandle
@@ -48,7 +48,6 @@ class MEMIT(KVEditor):
         keys: torch.Tensor,
         resid: torch.Tensor,
         cov: torch.Tensor,
-        weight: torch.Tensor,
     ) -> torch.Tensor:
         """(out, in) update for `layer` from keys (in, n) and residuals (out, n)."""
         return least_squares_update(keys, resid, cov, self.hparams.mom2_weight)
@@ -83,7 +82,6 @@ class MEMIT(KVEditor):
                     keys.T.to(cov.device).double(),
                     resid.T.to(cov.device).double(),
                     cov,
-                    weight_out_in(h, layer),
                 )
                 updates[layer] = upd
                 step = Delta(dict([update_for(h, layer, upd)]))
