@@ -15,8 +15,10 @@ from editrisk.editing.targets import TargetSettings
 from editrisk.editors.base import Editor, HParams, require
 from editrisk.models import ModelHandle
 
-# Per-model defaults, chosen for smollm2-135m by the layer sweep in benchmarks/bench_layers.py
-# (see README). Other models fall back to depth fractions of their layer count.
+# Per-model defaults. For smollm2-135m these are provisional: MEMIT uses layers 3-7 (the
+# window of the EasyEdit comparison), ROME the middle of it; benchmarks/bench_layers.py is the
+# sweep meant to confirm or replace them (not yet run to completion). Other models fall back to
+# depth fractions of their layer count.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "smollm2-135m": {"rome_layer": 4, "memit_layers": (3, 4, 5, 6, 7)},
 }
