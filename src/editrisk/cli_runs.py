@@ -1,4 +1,5 @@
-"""`editrisk run CONFIG` (resumable protocol runs) and `editrisk analyze RUN_DIR`."""
+"""`editrisk run CONFIG` (resumable protocol runs), `editrisk sweep CONFIG` (resumable grids,
+local or on Ray), `editrisk analyze RUN_DIR` and `editrisk report RUN_DIR`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from editrisk.cli import cli_errors, console
 
 
 def register_runs(app: typer.Typer) -> None:
-    """Add the `run` and `analyze` commands to `app`."""
+    """Add the `run`, `sweep`, `analyze` and `report` commands to `app`."""
 
     @app.command("run")
     @cli_errors
@@ -51,3 +52,43 @@ def register_runs(app: typer.Typer) -> None:
         report = analyze_run(run_dir, metric=metric, threshold=threshold)
         print(report.table_markdown)
         console.print(f"written to {report.folder}")
+
+    @app.command("sweep")
+    @cli_errors
+    def sweep_cmd(
+        config: Path = typer.Argument(..., help="YAML sweep config (see examples/sweep_*.yaml)"),
+        run_dir: Path = typer.Option(None, help="run directory (default: runs/<config name>)"),
+        workers: int = typer.Option(0, help="local executor workers (0: the config's value)"),
+        report: bool = typer.Option(True, help="write the HTML report when done"),
+    ) -> None:
+        """Run (or resume: same command, same directory) the grid of CONFIG."""
+        from editrisk.sweep import expand, load_sweep, run_sweep
+
+        cfg = load_sweep(config)
+        out = run_dir or Path("runs") / cfg["name"]
+        ex = cfg["executor"]
+        console.print(
+            f"{len(expand(cfg))} cells; executor {ex['kind']}"
+            + (f" with {workers or ex['workers']} worker(s)" if ex["kind"] == "local" else "")
+        )
+
+        def progress(task, i: int, n: int) -> None:  # noqa: ANN001 - a sweep Task
+            console.print(f"  [{i}/{n}] {task.id}: {len(task.cells)} cell(s)")
+
+        rd = run_sweep(cfg, out, workers=workers or None, on_task=progress)
+        console.print(f"{len(rd.results)} rows in {rd.results.path}")
+        if report:
+            from editrisk.report import write_report
+
+            console.print(f"report: {write_report(rd.path)}")
+
+    @app.command("report")
+    @cli_errors
+    def report_cmd(
+        run_dir: Path = typer.Argument(..., help="a run directory (run, sweep, study or demo)"),
+        out: Path = typer.Option(None, help="output folder (default: RUN_DIR/report)"),
+    ) -> None:
+        """A self-contained HTML page, PNG/SVG plots and CSV tables of everything RUN_DIR holds."""
+        from editrisk.report import write_report
+
+        console.print(f"report: {write_report(run_dir, out)}")

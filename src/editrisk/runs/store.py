@@ -43,8 +43,12 @@ def environment() -> dict[str, Any]:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             versions[pkg] = None
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": versions, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 class ResultStore:
@@ -86,7 +90,9 @@ class ResultStore:
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise EditriskError(f"{self.path}: record {lineno} is not JSON ({err})") from err
+                    raise EditriskError(
+                        f"{self.path}: record {lineno} is not JSON ({err})"
+                    ) from err
 
     def rows(self) -> list[dict[str, Any]]:
         return list(self)
@@ -112,8 +118,16 @@ class ResultStore:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as err:
-            raise EditriskError("Parquet export needs pyarrow: pip install 'editrisk[parquet]'") from err
+            raise EditriskError(
+                "Parquet export needs pyarrow: pip install 'editrisk[parquet]'"
+            ) from err
         rows = [{k: _cell(v) for k, v in r.items()} for r in self.rows()]
+        for col in {k for r in rows for k in r}:  # mixed types (e.g. layer 3 / "default")
+            kinds = {type(r[col]) for r in rows if r.get(col) is not None}
+            if len(kinds - {int, float}) and len(kinds) > 1:
+                for r in rows:
+                    if r.get(col) is not None:
+                        r[col] = str(r[col])
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(pa.Table.from_pylist(rows), tmp)
@@ -159,14 +173,16 @@ class RunDir:
         text = yaml.safe_dump(config, sort_keys=True)
         if self.config_path.exists():
             if yaml.safe_load(self.config_path.read_text()) != yaml.safe_load(text):
-                raise EditriskError(f"{self.path} holds a run with a different config; "
-                                    "use a new run directory")
+                raise EditriskError(
+                    f"{self.path} holds a run with a different config; use a new run directory"
+                )
         else:
             atomic_write_text(self.config_path, text)
         atomic_write_text(self.path / "environment.json", json.dumps(environment(), indent=2))
         if model_info is not None:
-            atomic_write_text(self.path / "model.json",
-                              json.dumps(model_info, indent=2, sort_keys=True))
+            atomic_write_text(
+                self.path / "model.json", json.dumps(model_info, indent=2, sort_keys=True)
+            )
 
     def config(self) -> dict[str, Any]:
         if not self.config_path.exists():
