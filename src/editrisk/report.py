@@ -107,11 +107,13 @@ def _legend(ax: Any) -> None:
 
 def _save(fig: Any, folder: Path, stem: str) -> str:
     """PNG and SVG beside the page; the SVG text (for inlining) is returned."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     fig.savefig(folder / f"{stem}.png", dpi=110, bbox_inches="tight")
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    with matplotlib.rc_context({"svg.hashsalt": stem}):  # ids unique among inlined SVGs
+        fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     svg = buf.getvalue()
     atomic_write_text(folder / f"{stem}.svg", svg)

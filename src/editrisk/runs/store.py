@@ -7,6 +7,7 @@ ignored by readers and cut off before the next append.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.metadata
 import json
@@ -192,8 +193,6 @@ class RunDir:
     def export(self) -> list[Path]:
         """Write rows.csv (and rows.parquet when pyarrow is present)."""
         out = [self.results.to_csv(self.path / "rows.csv")]
-        try:
+        with contextlib.suppress(EditriskError):  # pyarrow missing
             out.append(self.results.to_parquet(self.path / "rows.parquet"))
-        except EditriskError:
-            pass
         return out

@@ -48,7 +48,8 @@ def _run(task: Task) -> list[Row]:
 
 
 class LocalExecutor:
-    """A pool of `workers` processes (spawned: no forked torch thread state)."""
+    """A pool of `workers` processes (spawned: no forked torch thread state); one worker
+    runs in this process."""
 
     def __init__(self, cfg: dict[str, Any], run_dir: str | Path, workers: int = 1) -> None:
         self.cfg, self.run_dir, self.workers = cfg, str(run_dir), workers
@@ -56,6 +57,16 @@ class LocalExecutor:
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, list[Row]]]:
         if not tasks:
+            return
+        if self.workers == 1:  # in this process: no start-up cost, easy to debug
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                worker = Worker(self.cfg, self.run_dir)
+                for t in tasks:
+                    yield t, worker.run(t)
+            finally:
+                torch.set_num_threads(before)
             return
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(

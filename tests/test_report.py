@@ -1,0 +1,160 @@
+"""The HTML report: what it contains for each kind of run, and that a browser renders it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from editrisk.errors import EditriskError
+from editrisk.report import trade_off_rows, write_report
+from editrisk.runs import RunDir
+
+
+def sweep_rows() -> list[dict]:
+    """Rows as a sweep writes them: two seeds, so report points are means over seeds."""
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        for alpha in (0.0, 0.5, 1.0):
+            for layer in (3, "default"):
+                rows.append(
+                    {
+                        "kind": "trade_off",
+                        "cell": f"rome/L{layer}/s{seed}/default/a{alpha:g}",
+                        "editor": "rome",
+                        "layer": layer,
+                        "alpha": alpha,
+                        "seed": seed,
+                        "edit_set": "default",
+                        "efficacy": alpha,
+                        "edit_margin": alpha - 0.5 + shift,
+                        "heldout": 1.0 - 0.2 * alpha + shift,
+                    }
+                )
+    return rows
+
+
+def study_rows() -> list[dict]:
+    """Vision-study rows: one metric per row, per-severity accuracies."""
+    rows = []
+    for method, layer, alpha, acc in (("none", None, 0.0, 0.9), ("rewrite", "b.1", 1.0, 0.7)):
+        meta = {"cell": f"m/{method}", "model": "vgg", "method": method, "layer": layer,
+                "alpha": alpha, "schedule": "unedited" if layer is None else "after-edit"}  # fmt: skip
+        rows += [
+            {**meta, "metric": "edit_success", "value": 1 - acc},
+            {**meta, "metric": "shifted_acc", "value": acc - 0.2},
+        ]
+        for sev in (0, 1, 2):
+            for corruption in ("noise", "blur"):
+                rows.append({**meta, "metric": "accuracy", "set": "general",
+                             "corruption": corruption, "severity": sev, "value": acc - 0.1 * sev})  # fmt: skip
+    return rows
+
+
+def make_run(path: Path, rows: list[dict], name: str = "t") -> RunDir:
+    run = RunDir(path)
+    run.start({"name": name})
+    run.results.append(rows)
+    return run
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_trade_off_points_average_over_seeds() -> None:
+    pts = trade_off_rows(sweep_rows())
+    assert {p["line"] for p in pts} == {"rome / layer 3", "rome / all layers"}
+    p = next(p for p in pts if p["line"] == "rome / layer 3" and p["alpha"] == 1.0)
+    assert p["n"] == 2
+    assert p["edit_margin"] == pytest.approx(0.55)  # (0.5 + 0.6) / 2
+    assert p["heldout"] == pytest.approx(0.85)
+
+
+def test_sweep_report_has_curves_choices_and_csvs(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", sweep_rows())
+    page = write_report(run.path)
+    html = page.read_text()
+    assert page == run.path / "report" / "index.html"
+    assert "<svg" in html and "Trade-off" in html
+    # self-contained: nothing to fetch (inline data or in-page anchors only)
+    assert not re.search(r'(src|href)="(?!data:|#)', html)
+    table = read_csv(page.parent / "trade_off.csv")
+    assert len(table) == 6  # 2 lines x 3 alphas
+    choices = read_csv(page.parent / "alpha_choices.csv")
+    # threshold policy on edit_margin >= 0: the most robust alpha is the smallest reaching it
+    thr = [c for c in choices if c["policy"] == "threshold" and c["line"] == "rome / layer 3"]
+    assert float(thr[0]["alpha"]) == 0.5
+    assert (page.parent / "trade_off.png").stat().st_size > 1000
+    assert (page.parent / "trade_off.svg").exists()
+
+
+def test_study_report_has_severity_curves(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", study_rows())
+    page = write_report(run.path, tmp_path / "out")
+    table = read_csv(page.parent / "corruption_severity.csv")
+    assert len(table) == 2 * 3  # (unedited, rewrite) x 3 severities, means over corruptions
+    edited = [r for r in table if "rewrite" in r["model / method / layer"]]
+    assert [float(r["accuracy"]) for r in edited] == pytest.approx([0.7, 0.6, 0.5])
+    assert "corruption severity" in page.read_text()
+
+
+def test_report_refuses_empty_or_foreign_folders(tmp_path: Path) -> None:
+    with pytest.raises(EditriskError, match="not a run directory"):
+        write_report(tmp_path)
+    make_run(tmp_path / "empty", [])
+    with pytest.raises(EditriskError, match="no result rows"):
+        write_report(tmp_path / "empty")
+
+
+def chromium() -> str:
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium for the browser test")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return exe
+
+
+def console_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ":CONSOLE" in ln]
+
+
+def test_browser_check_sees_script_errors(tmp_path: Path) -> None:
+    """The negative control: a broken page does produce the console lines looked for."""
+    exe = chromium()
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>notDefined();</script></body></html>")
+    res = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", bad.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert any("notDefined" in ln for ln in console_lines(res.stderr))
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    exe = chromium()
+    run = make_run(tmp_path / "run", sweep_rows() + study_rows())
+    page = write_report(run.path)
+    shot = tmp_path / "shot.png"
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+             "--v=0", "--window-size=1280,2000", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    res = subprocess.run(
+        [*flags, f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # the page logs nothing: any console message (an error, a failed load) is a failure
+    assert console_lines(res.stderr) == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert 'data-ready="1"' in dom  # the page's script ran to its end
+    assert dom.count("<svg") >= 2  # trade-off and severity plots
