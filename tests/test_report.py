@@ -43,16 +43,30 @@ def study_rows() -> list[dict]:
     """Vision-study rows: one metric per row, per-severity accuracies."""
     rows = []
     for method, layer, alpha, acc in (("none", None, 0.0, 0.9), ("rewrite", "b.1", 1.0, 0.7)):
-        meta = {"cell": f"m/{method}", "model": "vgg", "method": method, "layer": layer,
-                "alpha": alpha, "schedule": "unedited" if layer is None else "after-edit"}  # fmt: skip
+        meta = {
+            "cell": f"m/{method}",
+            "model": "vgg",
+            "method": method,
+            "layer": layer,
+            "alpha": alpha,
+            "schedule": "unedited" if layer is None else "after-edit",
+        }
         rows += [
             {**meta, "metric": "edit_success", "value": 1 - acc},
             {**meta, "metric": "shifted_acc", "value": acc - 0.2},
         ]
         for sev in (0, 1, 2):
             for corruption in ("noise", "blur"):
-                rows.append({**meta, "metric": "accuracy", "set": "general",
-                             "corruption": corruption, "severity": sev, "value": acc - 0.1 * sev})  # fmt: skip
+                rows.append(
+                    {
+                        **meta,
+                        "metric": "accuracy",
+                        "set": "general",
+                        "corruption": corruption,
+                        "severity": sev,
+                        "value": acc - 0.1 * sev,
+                    }
+                )
     return rows
 
 
@@ -132,10 +146,21 @@ def test_browser_check_sees_script_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>notDefined();</script></body></html>")
     res = subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", bad.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            bad.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert any("notDefined" in ln for ln in console_lines(res.stderr))
 
 
@@ -144,12 +169,22 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", sweep_rows() + study_rows())
     page = write_report(run.path)
     shot = tmp_path / "shot.png"
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-             "--v=0", "--window-size=1280,2000", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    flags = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1280,2000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     res = subprocess.run(
         [*flags, f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # the page logs nothing: any console message (an error, a failed load) is a failure
     assert console_lines(res.stderr) == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
