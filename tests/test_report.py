@@ -99,14 +99,14 @@ def test_sweep_report_has_curves_choices_and_csvs(tmp_path: Path) -> None:
     assert "<svg" in html and "Trade-off" in html
     # self-contained: nothing to fetch (inline data or in-page anchors only)
     assert not re.search(r'(src|href)="(?!data:|#)', html)
-    table = read_csv(page.parent / "trade_off.csv")
+    table = read_csv(page.parent / "trade_off_heldout.csv")
     assert len(table) == 6  # 2 lines x 3 alphas
-    choices = read_csv(page.parent / "alpha_choices.csv")
+    choices = read_csv(page.parent / "alpha_choices_heldout.csv")
     # threshold policy on edit_margin >= 0: the most robust alpha is the smallest reaching it
     thr = [c for c in choices if c["policy"] == "threshold" and c["line"] == "rome / layer 3"]
     assert float(thr[0]["alpha"]) == 0.5
-    assert (page.parent / "trade_off.png").stat().st_size > 1000
-    assert (page.parent / "trade_off.svg").exists()
+    assert (page.parent / "trade_off_heldout.png").stat().st_size > 1000
+    assert (page.parent / "trade_off_heldout.svg").exists()
 
 
 def test_study_report_has_severity_curves(tmp_path: Path) -> None:
@@ -192,4 +192,4 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout
     assert 'data-ready="1"' in dom  # the page's script ran to its end
-    assert dom.count("<svg") >= 2  # trade-off and severity plots
+    assert dom.count("<svg") >= 3  # language and vision trade-offs, severity curves

@@ -163,3 +163,50 @@ def test_vision_sweep(tmp_path) -> None:  # noqa: ANN001
         assert rows[0.0][k] == pytest.approx(before[k])
         assert rows[1.0][k] == pytest.approx(after[k])
     assert after != before
+
+
+@pytest.mark.parametrize("name", ["sweep_language.yaml", "sweep_vision.yaml"])
+def test_example_configs_resolve(name: str) -> None:
+    from editrisk.sweep import load_sweep
+
+    cfg = load_sweep(Path(__file__).parent.parent / "examples" / name)
+    g = cfg["grid"]
+    n = len(g["editor"]) * len(g["layer"]) * len(g["alpha"]) * len(g["seed"]) * len(g["edit_set"])
+    assert len(expand(cfg)) == n
+
+
+def test_bad_yaml_file_is_named(tmp_path: Path) -> None:
+    from editrisk.sweep import load_sweep
+
+    bad = tmp_path / "s.yaml"
+    bad.write_text("grid: [unclosed\n")
+    with pytest.raises(InputError, match="s.yaml"):
+        load_sweep(bad)
+    bad.write_text("grid: {alpha: [2]}\n")
+    with pytest.raises(InputError, match="grid.alpha"):
+        load_sweep(bad)
+
+
+def test_cli_sweep_and_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from editrisk.cli import app
+
+    runner = CliRunner()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("family: audio\n")
+    res = runner.invoke(app, ["sweep", str(bad)])
+    assert res.exit_code == 2 and "bad.yaml" in res.output and "family" in res.output
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text(
+        "model: tiny-llama\n"
+        "grid: {editor: [memit], layer: [default], alpha: [0, 1]}\n"
+        "editor_params: {memit: {steps: 2, corpus_tokens: 128, prefixes: [[1, 3]]}}\n"
+        "evaluation: {heldout: 3, filter_known: false}\n"
+    )
+    res = runner.invoke(app, ["sweep", str(cfg), "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "report" / "index.html").exists()
+    assert len((tmp_path / "run" / "rows.jsonl").read_text().splitlines()) == 2
+    res = runner.invoke(app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 0 and (tmp_path / "r2" / "trade_off_heldout.csv").exists()

@@ -101,12 +101,14 @@ def demo(
     model: str = typer.Option("smollm2-135m", help="model to run on"),
     out: str = typer.Option("runs/demo", help="run directory for the rows"),
     facts: int = typer.Option(4, min=1, help="facts to edit"),
+    vision: bool = typer.Option(True, help="also edit the digits classifier"),
     device: str = DeviceOpt,
 ) -> None:
-    """The main job on the built-in default (real model, real facts, offline)."""
+    """The main job on the built-in default (real model, real facts, offline), ending with an
+    HTML report of the run."""
     from editrisk.demo import run_demo
 
-    run_demo(model, device=device, out=out, n_facts=facts, console=console)
+    run_demo(model, device=device, out=out, n_facts=facts, vision=vision, console=console)
 
 
 from editrisk.cli_data import data_app, register_eval  # noqa: E402

@@ -120,10 +120,20 @@ def _save(fig: Any, folder: Path, stem: str) -> str:
     return svg[svg.find("<svg") :]
 
 
-def _trade_off_section(points: list[Row], folder: Path) -> Section | None:
-    edit, robust = _first_key(points, EDIT_KEYS), _first_key(points, ROBUST_KEYS)
-    if not points or edit is None or robust is None:
-        return None
+def _trade_off_sections(points: list[Row], folder: Path) -> list[Section]:
+    """One section per (edit, robustness) metric pair: language and vision curves measure
+    different things and get separate plots."""
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for line in dict.fromkeys(p["line"] for p in points):
+        pts = [p for p in points if p["line"] == line]
+        edit, robust = _first_key(pts, EDIT_KEYS), _first_key(pts, ROBUST_KEYS)
+        if edit is not None and robust is not None:
+            groups[(edit, robust)] += pts
+    return [_trade_off_section(pts, e, r, folder) for (e, r), pts in groups.items()]
+
+
+def _trade_off_section(points: list[Row], edit: str, robust: str, folder: Path) -> Section:
+    stem = f"trade_off_{robust}"
     fig, ax = _figure()
     lines = list(dict.fromkeys(p["line"] for p in points))
     for line in lines:
@@ -138,12 +148,12 @@ def _trade_off_section(points: list[Row], folder: Path) -> Section | None:
     ax.grid(alpha=0.3)
     _legend(ax)
     sec = Section(
-        "Trade-off: edit success against general robustness",
+        f"Trade-off: {edit} against {robust}",
         f"Each line scales one edit's change by alpha (1-layer interpolation; 'all layers' "
         f"scales every edited layer together). y: {edit}; x: {robust}. Points average over "
         f"seeds and edit sets (n). Choices: 'threshold' takes the most robust alpha whose "
         f"{edit} reaches the threshold, 'knee' the point farthest from the curve's chord.",
-        plots=[("trade_off", _save(fig, folder, "trade_off"))],
+        plots=[(stem, _save(fig, folder, stem))],
     )
     as_path = [{**p, "path": p["line"]} for p in points if edit in p and robust in p]
     threshold = 0.5 if edit != "edit_margin" else 0.0
@@ -158,9 +168,9 @@ def _trade_off_section(points: list[Row], folder: Path) -> Section | None:
             choices.append({"line": line, **{k: v for k, v in c.to_dict().items() if k != "path"}})
     for metric in (edit, robust):
         bad += monotonicity_violations(as_path, metric)
-    sec.tables = [("trade_off", points), ("alpha_choices", choices)]
+    sec.tables = [(stem, points), (f"alpha_choices_{robust}", choices)]
     if bad:
-        sec.tables.append(("monotonicity_violations", bad))
+        sec.tables.append((f"monotonicity_violations_{robust}", bad))
     sec.text += f" Monotonicity violations along the lines: {len(bad)}."
     return sec
 
@@ -308,10 +318,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise EditriskError(f"{run.path}: no result rows to report")
     folder = Path(out) if out else run.path / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    sections = [
+    sections = _trade_off_sections(trade_off_rows(rows), folder)
+    sections += [
         s
         for s in (
-            _trade_off_section(trade_off_rows(rows), folder),
             _corruption_section(rows, folder),
             _sequential_section(run, rows, folder),
             _other_tables(rows),

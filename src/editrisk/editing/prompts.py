@@ -79,13 +79,23 @@ def edit_rows(
 ) -> list[Row]:
     """Rows for every (request, prefix): prefix + rendered prompt (+ target tokens but the last).
 
+    Prefix and prompt are tokenized apart and joined as ids, so the subject has the same
+    tokens after every prefix as in the prompt alone. Joined as text, a prompt that starts with
+    its subject would be tokenized differently after a prefix ("Copenhagen" at the start is
+    "C" + "openhagen", after text it is " Copenhagen"): the averaged key would then belong to
+    another token than the edited prompt's, and the edit would miss it.
+
     `template` overrides the request's prompt (e.g. "{} is a" for the KL term).
     """
+    prefix_ids = {
+        p: tokenizer(p, add_special_tokens=False)["input_ids"] if p else [] for p in prefixes
+    }
     rows = []
     for r_i, req in enumerate(requests):
         prompt = (template or req.prompt).replace("{}", req.subject)
         tgt = tuple(target_ids(tokenizer, req.target_new)) if with_targets else ()
+        ids, index = locate(tokenizer, prompt, req.subject, token)
         for prefix in prefixes:
-            ids, index = locate(tokenizer, prefix + prompt, req.subject, token)
-            rows.append(Row(tuple(ids) + tgt[:-1], index, r_i, tgt))
+            pre = prefix_ids[prefix]
+            rows.append(Row(tuple(pre) + tuple(ids) + tgt[:-1], len(pre) + index, r_i, tgt))
     return rows

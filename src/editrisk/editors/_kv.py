@@ -15,12 +15,12 @@ from editrisk.editing.targets import TargetSettings
 from editrisk.editors.base import Editor, HParams, require
 from editrisk.models import ModelHandle
 
-# Per-model defaults. For smollm2-135m these are provisional: MEMIT uses layers 3-7 (the
-# window of the EasyEdit comparison), ROME the middle of it; benchmarks/bench_layers.py is the
-# sweep meant to confirm or replace them (not yet run to completion). Other models fall back to
-# depth fractions of their layer count.
+# Per-model defaults. smollm2-135m: ROME's layer from the sweep in benchmarks/bench_layers.py
+# (20 known WorldFacts, layers 2-10: efficacy 0.90 at every layer, paraphrase best at layer 6
+# with 0.82, neighbourhood falling with depth: 0.97 at layer 2, 0.92 at 6, 0.80 at 10); MEMIT
+# spreads over the window ending at that layer. Other models fall back to depth fractions.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smollm2-135m": {"rome_layer": 4, "memit_layers": (3, 4, 5, 6, 7)},
+    "smollm2-135m": {"rome_layer": 6, "memit_layers": (2, 3, 4, 5, 6)},
 }
 
 

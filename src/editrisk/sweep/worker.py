@@ -145,7 +145,7 @@ class Worker:
             metrics = ctx.evaluate(task.edit_set)
             sec = time.perf_counter() - t0
             return [_row(c, metrics, eval_seconds=sec, edit_seconds=0.0) for c in task.cells]
-        delta, edit_seconds = self._delta(ctx, task)
+        delta, edit_seconds = self.delta(task)
         rows = []
         for c in task.cells:
             t = time.perf_counter()
@@ -162,8 +162,10 @@ class Worker:
             )  # fmt: skip
         return rows
 
-    def _delta(self, ctx: LanguageFamily | VisionFamily, task: Task) -> tuple[Delta, float]:
-        """The task's edit: loaded if an earlier run saved it, else computed and saved."""
+    def delta(self, task: Task) -> tuple[Delta, float]:
+        """An edit task's Delta and the seconds it took: loaded if an earlier run saved it
+        (0 s), else computed and saved."""
+        ctx = self.context(task.seed)
         path = self.deltas / (task.id.replace("/", "__") + ".safetensors")
         if path.exists():
             return Delta.load(path, next(ctx.model.parameters()).device), 0.0
