@@ -277,3 +277,20 @@ def test_editor_hparams_round_trip() -> None:
     ed = get_editor("memit", {"layers": [3, 4], "mom2_weight": 2.0})
     again = get_editor("memit", ed.hparams.to_dict())
     assert again.hparams == ed.hparams and again.hparams.layers == (3, 4)
+
+
+def test_prefixed_rows_keep_the_prompts_subject_tokens(tiny) -> None:
+    """A prompt that starts with its subject keeps the subject's tokens after a prefix, so
+    the key averaged over prefixes is a key of the tokens the edited prompt has."""
+    from editrisk.editing.prompts import edit_rows
+
+    tok = tiny.tokenizer
+    req = EditRequest("Canada", "{} is located in", "Africa", "America", id="ca")
+    plain, prefixed = edit_rows(tok, [req], ["", "The end. "], with_targets=True)
+    n_pre = len(prefixed.ids) - len(plain.ids)
+    assert n_pre == len(tok("The end. ", add_special_tokens=False)["input_ids"]) > 0
+    assert prefixed.ids[n_pre:] == plain.ids and prefixed.index == plain.index + n_pre
+    assert prefixed.targets == plain.targets
+    # joined as text, the subject would have been tokenized differently here
+    joined = tok("The end. Canada is located in", add_special_tokens=False)["input_ids"]
+    assert tuple(joined[n_pre:]) != plain.ids[: len(joined) - n_pre]
