@@ -98,3 +98,16 @@ def test_policies_on_synthetic_curve() -> None:
     assert select_validation(rows, "layer 4", "val", 0.9).alpha == 0.5
     assert select_validation(rows, "layer 4", "val", 2.0).alpha == 1.0
     assert set(t.to_dict()) == {"path", "alpha", "policy", "reason"}
+
+
+def test_interpolate_by_module_path_for_classifiers() -> None:
+    """Vision layers are module paths: 1-LI keeps that module's parameters only."""
+    from editrisk.interpolation import interpolate
+
+    d = Delta({"blocks.1.conv.weight": torch.ones(2, 2), "blocks.10.conv.weight": torch.ones(2),
+               "blocks.1.conv.bias": torch.ones(2)})  # fmt: skip
+    half = interpolate(d, 0.5, "blocks.1.conv")
+    assert sorted(half.names) == ["blocks.1.conv.bias", "blocks.1.conv.weight"]
+    assert torch.equal(half.dense("blocks.1.conv.weight"), torch.full((2, 2), 0.5))
+    with pytest.raises(EditriskError, match="does not edit"):
+        interpolate(d, 0.5, "blocks.2.conv")

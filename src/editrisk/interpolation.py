@@ -33,11 +33,19 @@ def paths(delta: Delta) -> dict[str, Delta]:
     return out
 
 
-def interpolate(delta: Delta, alpha: float, layer: int | None = None) -> Delta:
-    """The 1-LI delta: `delta` restricted to `layer` (all layers if None), scaled by alpha."""
+def interpolate(delta: Delta, alpha: float, layer: int | str | None = None) -> Delta:
+    """The 1-LI delta: `delta` restricted to `layer` (all layers if None), scaled by alpha.
+
+    `layer` is a layer index (language models) or a module path (e.g. a classifier's
+    "blocks.3.conv"), whose parameters are kept."""
     if not 0.0 <= alpha <= 1.0:
         raise EditriskError(f"alpha must be in [0, 1], got {alpha}")
-    part = delta if layer is None else delta.restrict(layers=[layer])
+    if layer is None:
+        part = delta
+    elif isinstance(layer, str):
+        part = delta.restrict(params=[n for n in delta.names if n.startswith(layer + ".")])
+    else:
+        part = delta.restrict(layers=[layer])
     if not len(part):
         raise EditriskError(f"the delta does not edit layer {layer}; it edits {delta.layers}")
     return part.scale(alpha)

@@ -7,7 +7,6 @@ are cached as safetensors under `cache_dir()/vision`, keyed by everything that d
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from editrisk.errors import EditriskError
+from editrisk.models.loading import model_fingerprint
 from editrisk.settings import cache_dir
 from editrisk.vision.arch import VisionArch, vision_arch_for
 from editrisk.vision.data import DIGITS_VERSION, ImageSet, load_digits
@@ -110,16 +110,6 @@ class ResNet(nn.Module):
 BUILDERS = {"vgg": VGG, "resnet": ResNet}
 
 
-def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 over every state entry's name, dtype, shape and bytes."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
 @dataclass
 class Classifier:
     """A classifier, its architecture entry, class names and how it was made."""
@@ -134,7 +124,7 @@ class Classifier:
     def fingerprint(self) -> str:
         """sha256 of the weights (computed once; the base model's identity)."""
         if self._fingerprint is None:
-            self._fingerprint = weights_fingerprint(self.model)
+            self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
 
     @property

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from editrisk.delta import Delta
 from editrisk.editors import get_editor
-from editrisk.errors import EditriskError, InputError
+from editrisk.errors import InputError
+from editrisk.interpolation import interpolate
 from editrisk.runs import RunDir, atomic_write_text
 from editrisk.vision.classifiers import Classifier, train_classifier, train_testbed
 from editrisk.vision.corruptions import CORRUPTIONS
@@ -204,7 +204,7 @@ class VisionStudy:
                     for alpha, cell in cells.items():
                         if cell in done:
                             continue
-                        d = delta if alpha == 1.0 else one_layer_interpolation(delta, layer, alpha)
+                        d = delta if alpha == 1.0 else interpolate(delta, alpha, layer)
                         with d.applied(base.model):
                             ev = self._evaluate(base)
                         meta = {
@@ -297,11 +297,3 @@ class VisionStudy:
 def _mean(xs) -> float:  # noqa: ANN001
     vals = [x for x in xs if not math.isnan(x)]
     return sum(vals) / len(vals) if vals else float("nan")
-
-
-def one_layer_interpolation(delta: Delta, layer: str, alpha: float) -> Delta:
-    """1-LI: keep only `layer`'s parameters of the delta, scaled by alpha."""
-    keep = [n for n in delta.names if n.startswith(layer + ".")]
-    if not keep:
-        raise EditriskError(f"delta does not touch layer '{layer}'")
-    return delta.restrict(params=keep).scale(alpha)
