@@ -21,6 +21,7 @@ from rich.table import Table
 from editrisk.data.worldfacts import build_worldfacts, round_robin
 from editrisk.delta import Delta
 from editrisk.editors import get_editor
+from editrisk.errors import EditriskError
 from editrisk.evaluation.general import heldout_accuracy
 from editrisk.evaluation.metrics import edit_metrics, summarize
 from editrisk.interpolation import monotonicity_violations, select_threshold, trade_off
@@ -83,6 +84,7 @@ def run_demo(
         "facts": [r.id for r in facts],
     }
     run = RunDir(out)
+    _clear(run)
     run.start(config, {"name": h.name, "fingerprint": h.fingerprint()})
     base = _scores(h, facts, heldout)
     rows: list[dict[str, Any]] = [
@@ -174,6 +176,20 @@ def run_demo(
     return run
 
 
+def _clear(run: RunDir) -> None:
+    """The demo starts afresh each time: remove what an earlier demo wrote (only that)."""
+    import shutil
+
+    if not run.config_path.exists():
+        return
+    if set(run.config()) != {"model", "n_facts", "n_heldout", "editors", "facts"}:
+        raise EditriskError(f"{run.path} holds another kind of run; choose another --out")
+    for name in ("rows.jsonl", "rows.csv", "rows.parquet", "config.yaml"):
+        (run.path / name).unlink(missing_ok=True)
+    for sub in ("deltas", "report"):
+        shutil.rmtree(run.path / sub, ignore_errors=True)
+
+
 def _vision(run: RunDir, console: Console) -> None:
     """The digits classifier: a concept rewrite, its 1-LI curve, accuracy by severity."""
     from editrisk.sweep import expand, plan_tasks, resolve_sweep
@@ -203,8 +219,13 @@ def _vision(run: RunDir, console: Console) -> None:
     for alpha, method in ((0.0, "none"), (1.0, "rewrite")):
         with delta.scale(alpha).applied(ctx.model):
             acc = ctx.general.accuracies(ctx.general.predictions(ctx.clf))
-        meta = {"cell": f"demo/{method}", "model": ctx.clf.name, "method": method,
-                "layer": layer if alpha else None, "alpha": alpha}  # fmt: skip
+        meta = {
+            "cell": f"demo/{method}",
+            "model": ctx.clf.name,
+            "method": method,
+            "layer": layer if alpha else None,
+            "alpha": alpha,
+        }
         run.results.append(
             [
                 {
@@ -214,7 +235,7 @@ def _vision(run: RunDir, console: Console) -> None:
                     "corruption": c,
                     "severity": sev,
                     "value": v,
-                }  # fmt: skip
+                }
                 for (c, sev), v in acc.items()
             ]
         )
