@@ -64,7 +64,7 @@ def main() -> None:
         }
     )
 
-    memit = get_editor("memit")
+    memit = get_editor("memit", {"layers": [3, 4, 5, 6, 7]})  # EasyEdit's window
     memit.edit(h, reqs[:1])
     t = time.perf_counter()
     d = memit.edit(h, reqs)

@@ -273,6 +273,26 @@ def test_prefix_cache_is_exact(tiny) -> None:
         torch.testing.assert_close(fast.init, plain.init, rtol=1e-4, atol=1e-5)
 
 
+def test_layers_below_the_edit_run_once(tiny, monkeypatch) -> None:
+    """Cached mode computes the layers below the edited one once, not at every step."""
+    layer0 = tiny.model.get_submodule(tiny.arch.layer_module(0))
+    calls = []
+    original = type(layer0).forward
+
+    def counting(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(self is layer0)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(type(layer0), "forward", counting)
+    s = TargetSettings(steps=5, stop_loss=0.0)
+    module = tiny.arch.name("mlp_out", 2)
+    fast = optimise_targets(tiny, REQS, module, ["", "Hello there. "], s, cache_prefix=True)
+    assert len(fast.history) == 5 and sum(calls) == 2  # the prefix pass and the first step
+    calls.clear()
+    optimise_targets(tiny, REQS, module, ["", "Hello there. "], s, cache_prefix=False)
+    assert sum(calls) == 5
+
+
 def test_editor_hparams_round_trip() -> None:
     ed = get_editor("memit", {"layers": [3, 4], "mom2_weight": 2.0})
     again = get_editor("memit", ed.hparams.to_dict())

@@ -13,8 +13,10 @@ cache and each step runs only the suffix. `cache_prefix=False` gives the plain c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -88,6 +90,8 @@ class _Batch:
             self.past = None
             self.local_index = torch.tensor([r.index for r in rows], device=dev)
         self.starts = starts
+        self.frozen: dict[str, Any] = {}
+        self.frozen_for: str | None = None
 
     def forward(
         self, module: str, delta: torch.Tensor, seen: dict[str, torch.Tensor]
@@ -108,9 +112,12 @@ class _Batch:
             shift[rows_idx, self.local_index] = delta[self.request].to(out.dtype)
             return out + shift
 
-        with Trace(
-            self.h.model, [module, norm], edit_output=add, detach=False, stop_after=norm
-        ) as tr:
+        with (
+            self._frozen_below(module),
+            Trace(
+                self.h.model, [module, norm], edit_output=add, detach=False, stop_after=norm
+            ) as tr,
+        ):
             if self.cached:
                 self.h.model(
                     input_ids=self.ids,
@@ -125,6 +132,40 @@ class _Batch:
             for layer, (k, v) in zip(self.past.layers, self.saved):
                 layer.keys, layer.values = k, v  # back to the constant prefix
         return tr[norm].output
+
+    @contextmanager
+    def _frozen_below(self, module: str) -> Iterator[None]:
+        """Layers below the edited one see neither the vector nor anything after it: their
+        outputs are recorded on the first step and returned as constants on later steps
+        (cached mode only; exact, the plain mode recomputes them for comparison)."""
+        prefix = self.h.arch.spec.layers + "."
+        if not (self.cached and module.startswith(prefix)):
+            yield
+            return
+        below = [
+            self.h.arch.layer_module(i) for i in range(int(module[len(prefix) :].split(".")[0]))
+        ]
+        mods = [self.h.model.get_submodule(n) for n in below]
+        if self.frozen_for != module:
+            self.frozen, self.frozen_for = {}, module
+
+            def keep(name: str) -> Callable[..., None]:
+                return lambda _m, _a, out: self.frozen.__setitem__(name, _detached(out))
+
+            handles = [m.register_forward_hook(keep(n)) for n, m in zip(below, mods)]
+            try:
+                yield
+            finally:
+                for hd in handles:
+                    hd.remove()
+            return
+        for n, m in zip(below, mods):
+            m.forward = lambda *_a, _out=self.frozen[n], **_k: _out
+        try:
+            yield
+        finally:
+            for m in mods:
+                del m.forward  # back to the class's forward
 
     def local(self, i: int, positions: Sequence[int]) -> list[int]:
         return [p - self.starts[i] for p in positions]
@@ -221,6 +262,14 @@ def optimise_targets(
         final_nll=nll_req.detach().tolist(),
         history=history,
     )
+
+
+def _detached(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.detach()
+    if isinstance(out, tuple):
+        return tuple(_detached(o) for o in out)
+    return out
 
 
 def module_dim(h: ModelHandle, module: str) -> int | None:
