@@ -4,6 +4,8 @@ sequential edits equals a MEMIT batch edit, AlphaEdit leaves preserved keys alon
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -251,15 +253,35 @@ def test_alphaedit_update_leaves_preserved_keys_unchanged() -> None:
     assert (upd @ keys - resid).norm() < 0.5 * resid.norm()  # and still makes the edit
 
 
-def test_batched_targets_equal_one_by_one(tiny) -> None:
+@pytest.mark.parametrize("staggered", [False, True])
+def test_batched_targets_equal_one_by_one(tiny, staggered: bool) -> None:
+    """Batched equals one at a time; `staggered`: requests converge at different steps, so
+    the batch shrinks as they drop out."""
     s = TargetSettings(steps=6, lr=0.2, weight_decay=0.1, kl_factor=0.1, clamp_norm_factor=50)
     prefixes = ["", "Hello there. "]
     module = tiny.arch.name("mlp_out", 1)
+    if staggered:  # a stop threshold that each request's NLL crosses at a different step
+        traj = [
+            [
+                optimise_targets(
+                    tiny, [r], module, prefixes, dataclasses.replace(s, steps=k)
+                ).final_nll[0]
+                for k in range(1, s.steps + 1)
+            ]
+            for r in REQS
+        ]
+        for thr in sorted(v + 1e-4 for tr in traj for v in tr):
+            first = [next((k for k, v in enumerate(tr) if v < thr), len(tr) - 1) for tr in traj]
+            if first[0] != first[1]:
+                s = dataclasses.replace(s, stop_loss=thr)
+                break
+    singles = [optimise_targets(tiny, [r], module, prefixes, s) for r in REQS]
     batched = optimise_targets(tiny, REQS, module, prefixes, s)
-    for i, r in enumerate(REQS):
-        single = optimise_targets(tiny, [r], module, prefixes, s)
+    for i, single in enumerate(singles):
         torch.testing.assert_close(batched.delta[i], single.delta[0], rtol=1e-4, atol=1e-5)
         assert batched.steps_run[i] == single.steps_run[0]
+    if staggered:
+        assert len({sg.steps_run[0] for sg in singles}) == 2  # they did stop apart
 
 
 def test_prefix_cache_is_exact(tiny) -> None:

@@ -94,47 +94,58 @@ class _Batch:
         self.frozen_for: str | None = None
 
     def forward(
-        self, module: str, delta: torch.Tensor, seen: dict[str, torch.Tensor]
+        self,
+        module: str,
+        delta: torch.Tensor,
+        seen: dict[str, torch.Tensor],
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final-norm hidden states with delta[request] added to `module`'s output at each
         row's edit position (the unembedding is applied by the caller, only where needed).
 
-        The module's unedited output at those positions is stored in `seen["init"]`.
+        `keep` (bool per row) runs only those rows: requests that have converged drop out of
+        the batch. The module's unedited output at the edit positions goes to `seen["init"]`.
         """
-        rows_idx = torch.arange(len(self.rows), device=self.ids.device)
+        sel = keep if keep is not None else slice(None)
+        ids, mask, local_index, request = (
+            self.ids[sel], self.mask[sel], self.local_index[sel], self.request[sel]
+        )  # fmt: skip
+        rows_idx = torch.arange(ids.shape[0], device=ids.device)
         norm = self.h.arch.name("final_norm")
 
         def add(name: str, out: torch.Tensor) -> torch.Tensor:
             if name != module:
                 return out
-            seen["init"] = out[rows_idx, self.local_index].detach().float()
+            seen["init"] = out[rows_idx, local_index].detach().float()
             shift = torch.zeros_like(out)
-            shift[rows_idx, self.local_index] = delta[self.request].to(out.dtype)
+            shift[rows_idx, local_index] = delta[request].to(out.dtype)
             return out + shift
 
         with (
-            self._frozen_below(module),
+            self._frozen_below(module, keep),
             Trace(
                 self.h.model, [module, norm], edit_output=add, detach=False, stop_after=norm
             ) as tr,
         ):
             if self.cached:
+                for layer, (k, v) in zip(self.past.layers, self.saved):
+                    layer.keys, layer.values = k[sel], v[sel]
                 self.h.model(
-                    input_ids=self.ids,
-                    attention_mask=self.mask,
-                    position_ids=self.positions,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=self.positions[sel],
                     past_key_values=self.past,
                     use_cache=True,
                 )
             else:
-                self.h.model(input_ids=self.ids, attention_mask=self.mask)
+                self.h.model(input_ids=ids, attention_mask=mask)
         if self.cached:
             for layer, (k, v) in zip(self.past.layers, self.saved):
                 layer.keys, layer.values = k, v  # back to the constant prefix
         return tr[norm].output
 
     @contextmanager
-    def _frozen_below(self, module: str) -> Iterator[None]:
+    def _frozen_below(self, module: str, keep: torch.Tensor | None) -> Iterator[None]:
         """Layers below the edited one see neither the vector nor anything after it: their
         outputs are recorded on the first step and returned as constants on later steps
         (cached mode only; exact, the plain mode recomputes them for comparison)."""
@@ -160,7 +171,8 @@ class _Batch:
                     hd.remove()
             return
         for n, m in zip(below, mods):
-            m.forward = lambda *_a, _out=self.frozen[n], **_k: _out
+            out = self.frozen[n] if keep is None else _rows(self.frozen[n], keep)
+            m.forward = lambda *_a, _out=out, **_k: _out
         try:
             yield
         finally:
@@ -224,23 +236,30 @@ def optimise_targets(
     history = []
     for step in range(s.steps):
         seen: dict[str, torch.Tensor] = {}
-        hidden = batch.forward(module, delta, seen)
+        keep = active[batch.request]  # rows of requests still optimising
+        hidden = batch.forward(module, delta, seen, None if bool(keep.all()) else keep)
         if init is None:
             init = seen["init"][first_row].clone()
-        logp_t = torch.log_softmax(unembed(hidden[b_idx_t, p_idx_t]).float(), -1)
-        tok_nll = -logp_t.gather(1, t_ids_t[:, None]).squeeze(1)
-        row_nll = torch.zeros(n_edit, device=dev).index_add(0, owner_t, tok_nll) / tokens_per_row
-        nll_req = torch.zeros(n, device=dev).index_add(0, batch.request[:n_edit], row_nll)
-        nll_req = nll_req / rows_per_req
-        kl_logp = torch.log_softmax(unembed(hidden[kl_rows, kl_pos]).float(), -1)
-        if kl_init is None:
+        where = torch.cumsum(keep.long(), 0) - 1  # row -> its place among the kept rows
+        tk = keep[b_idx_t]
+        logp_t = torch.log_softmax(unembed(hidden[where[b_idx_t[tk]], p_idx_t[tk]]).float(), -1)
+        tok_nll = -logp_t.gather(1, t_ids_t[tk][:, None]).squeeze(1)
+        row_nll = torch.zeros(n_edit, device=dev).index_add(0, owner_t[tk], tok_nll)
+        row_nll = row_nll / tokens_per_row
+        now = torch.zeros(n, device=dev).index_add(0, batch.request[:n_edit], row_nll)
+        nll_req = torch.where(active, now / rows_per_req, nll_req.detach())
+        kl_logp = torch.log_softmax(unembed(hidden[where[kl_rows], kl_pos]).float(), -1)
+        if kl_init is None:  # first step: every request active, one KL row each, in order
             kl_init = kl_logp.detach()
-        kl_req = (kl_init.exp() * (kl_init - kl_logp)).sum(-1)
+        ref = kl_init[active]
+        kl_req = torch.zeros(n, device=dev).index_put(
+            (torch.nonzero(active).flatten(),), (ref.exp() * (ref - kl_logp[active])).sum(-1)
+        )
         wd_req = s.weight_decay * delta.pow(2).sum(1) / init.pow(2).sum(1)
         loss_req = nll_req + s.kl_factor * kl_req + wd_req
         history.append(float(loss_req.detach().sum()))
         done = (nll_req.detach() < s.stop_loss) & active
-        active &= ~done
+        active = active & ~done
         if not bool(active.any()) or step == s.steps - 1:
             break
         for q in torch.nonzero(active).flatten().tolist():
@@ -269,6 +288,15 @@ def _detached(out: Any) -> Any:
         return out.detach()
     if isinstance(out, tuple):
         return tuple(_detached(o) for o in out)
+    return out
+
+
+def _rows(out: Any, keep: torch.Tensor) -> Any:
+    """The kept rows of a recorded layer output (tensors batched on dim 0)."""
+    if isinstance(out, torch.Tensor) and out.ndim and out.shape[0] == keep.shape[0]:
+        return out[keep]
+    if isinstance(out, tuple):
+        return tuple(_rows(o, keep) for o in out)
     return out
 
 
