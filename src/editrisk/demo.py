@@ -36,7 +36,12 @@ VISION = {
     "name": "demo-vision",
     "family": "vision",
     "model": {"family": "vgg", "width": 8, "epochs": 8, "size": 32},
-    "grid": {"editor": ["rewrite"], "layer": [5], "alpha": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]},
+    "grid": {
+        "editor": ["rewrite"],
+        "layer": [5],
+        "alpha": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        "edit_set": ["checker"],
+    },
     "edit_sets": {"checker": {"style": "checker", "n_train": 10}},
     "evaluation": {
         "n_images": 300,
@@ -151,7 +156,7 @@ def run_demo(
     for r in curve:
         r.update({"kind": "1-LI", "protocol": "1-LI", "editor": "memit", "fact": fact.id})
     run.results.append(curve)
-    choice = select_threshold(curve, last, "edit_success", "heldout", 0.0)
+    choice = select_threshold(curve, "all layers", "edit_success", "heldout", 0.0)
     _table(
         console,
         curve,

@@ -318,14 +318,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise EditriskError(f"{run.path}: no result rows to report")
     folder = Path(out) if out else run.path / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    sections = _trade_off_sections(trade_off_rows(rows), folder)
+    sections = [s for s in (_other_tables(rows),) if s is not None]  # headline results first
+    sections += _trade_off_sections(trade_off_rows(rows), folder)
     sections += [
         s
-        for s in (
-            _corruption_section(rows, folder),
-            _sequential_section(run, rows, folder),
-            _other_tables(rows),
-        )
+        for s in (_corruption_section(rows, folder), _sequential_section(run, rows, folder))
         if s is not None
     ]
     parts = [
