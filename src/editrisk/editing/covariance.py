@@ -28,15 +28,27 @@ from editrisk.tokens import pack
 
 
 class SecondMoment:
-    """Running sum of x x^T over rows of x (float64), with a count."""
+    """Running sum of x x^T over rows of x (float64), with a count.
 
-    def __init__(self, dim: int) -> None:
+    Each batch's product is computed in float32 block by block, only on and above the
+    diagonal (the sum is symmetric), and mirrored: with 4 blocks a side that is 10 of 16
+    block products, about 40 % fewer FLOPs than the full x^T x."""
+
+    def __init__(self, dim: int, blocks: int = 4) -> None:
         self.sum = torch.zeros(dim, dim, dtype=torch.float64)
         self.count = 0
+        step = -(-dim // blocks)
+        self._cuts = [(i, min(i + step, dim)) for i in range(0, dim, step)]
 
     def add(self, x: torch.Tensor) -> None:
         x = x.detach().to(torch.float32)
-        self.sum += (x.T @ x).to("cpu", torch.float64)
+        for a, (i0, i1) in enumerate(self._cuts):
+            xi = x[:, i0:i1].T
+            for j0, j1 in self._cuts[a:]:
+                blk = (xi @ x[:, j0:j1]).to("cpu", torch.float64)
+                self.sum[i0:i1, j0:j1] += blk
+                if j0 != i0:
+                    self.sum[j0:j1, i0:i1] += blk.T
         self.count += x.shape[0]
 
     def moment(self) -> torch.Tensor:
