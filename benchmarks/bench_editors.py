@@ -42,67 +42,69 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rome-edits", type=int, default=5)
     ap.add_argument("--cov-tokens", type=int, default=140_000)
+    ap.add_argument("--only-cov", action="store_true", help="only the covariance rows")
     args = ap.parse_args()
     setup_threads()
     h = load_model("smollm2-135m", device="cpu")
     reqs = sample_known(h, 10)
     rows = []
 
-    rome = get_editor("rome")
-    rome.edit(h, reqs[:1])  # warm: prefixes and covariance are cached, not timed
-    t = time.perf_counter()
-    deltas = [rome.edit(h, [r]) for r in reqs[: args.rome_edits]]
-    per = (time.perf_counter() - t) / args.rome_edits
-    eff = sum(efficacy(h, d, [r]) for d, r in zip(deltas, reqs)) / len(deltas)
-    rows.append(
-        {
-            "what": "ROME, per edit (20 steps max)",
-            "seconds": per,
-            "EasyEdit s": EASYEDIT["rome_s_per_edit"],
-            "speed-up": EASYEDIT["rome_s_per_edit"] / per,
-            "efficacy": eff,
-        }
-    )
+    if not args.only_cov:
+        rome = get_editor("rome")
+        rome.edit(h, reqs[:1])  # warm: prefixes and covariance are cached, not timed
+        t = time.perf_counter()
+        deltas = [rome.edit(h, [r]) for r in reqs[: args.rome_edits]]
+        per = (time.perf_counter() - t) / args.rome_edits
+        eff = sum(efficacy(h, d, [r]) for d, r in zip(deltas, reqs)) / len(deltas)
+        rows.append(
+            {
+                "what": "ROME, per edit (20 steps max)",
+                "seconds": per,
+                "EasyEdit s": EASYEDIT["rome_s_per_edit"],
+                "speed-up": EASYEDIT["rome_s_per_edit"] / per,
+                "efficacy": eff,
+            }
+        )
 
-    memit = get_editor("memit", {"layers": [3, 4, 5, 6, 7]})  # EasyEdit's window
-    memit.edit(h, reqs[:1])
-    t = time.perf_counter()
-    d = memit.edit(h, reqs)
-    per = (time.perf_counter() - t) / len(reqs)
-    rows.append(
-        {
-            "what": "MEMIT layers 3-7, per request, batch of 10",
-            "seconds": per,
-            "EasyEdit s": EASYEDIT["memit_s_per_request"],
-            "speed-up": EASYEDIT["memit_s_per_request"] / per,
-            "efficacy": efficacy(h, d, reqs),
-        }
-    )
+        memit = get_editor("memit", {"layers": [3, 4, 5, 6, 7]})  # EasyEdit's window
+        memit.edit(h, reqs[:1])
+        t = time.perf_counter()
+        d = memit.edit(h, reqs)
+        per = (time.perf_counter() - t) / len(reqs)
+        rows.append(
+            {
+                "what": "MEMIT layers 3-7, per request, batch of 10",
+                "seconds": per,
+                "EasyEdit s": EASYEDIT["memit_s_per_request"],
+                "speed-up": EASYEDIT["memit_s_per_request"] / per,
+                "efficacy": efficacy(h, d, reqs),
+            }
+        )
 
-    settings = memit.hparams.target_settings()
-    module = h.arch.layer_module(7)
-    prefixes = context_prefixes(h, memit.hparams.prefixes)
-    t = time.perf_counter()
-    for r in reqs:
-        optimise_targets(h, [r], module, prefixes, settings)
-    one = time.perf_counter() - t
-    t = time.perf_counter()
-    optimise_targets(h, reqs, module, prefixes, settings)
-    batched = time.perf_counter() - t
-    t = time.perf_counter()
-    optimise_targets(h, reqs, module, prefixes, settings, cache_prefix=False)
-    plain = time.perf_counter() - t
-    rows.append({"what": "z* for 10 requests, one at a time", "seconds": one})
-    rows.append(
-        {"what": "z* for 10 requests, batched", "seconds": batched, "speed-up": one / batched}
-    )
-    rows.append(
-        {
-            "what": "z* for 10 requests, batched, no prefix cache",
-            "seconds": plain,
-            "speed-up": plain / batched,
-        }
-    )
+        settings = memit.hparams.target_settings()
+        module = h.arch.layer_module(7)
+        prefixes = context_prefixes(h, memit.hparams.prefixes)
+        t = time.perf_counter()
+        for r in reqs:
+            optimise_targets(h, [r], module, prefixes, settings)
+        one = time.perf_counter() - t
+        t = time.perf_counter()
+        optimise_targets(h, reqs, module, prefixes, settings)
+        batched = time.perf_counter() - t
+        t = time.perf_counter()
+        optimise_targets(h, reqs, module, prefixes, settings, cache_prefix=False)
+        plain = time.perf_counter() - t
+        rows.append({"what": "z* for 10 requests, one at a time", "seconds": one})
+        rows.append(
+            {"what": "z* for 10 requests, batched", "seconds": batched, "speed-up": one / batched}
+        )
+        rows.append(
+            {
+                "what": "z* for 10 requests, batched, no prefix cache",
+                "seconds": plain,
+                "speed-up": plain / batched,
+            }
+        )
 
     base = pydoc_corpus()
     corpus = Corpus(base.texts, f"bench-{os.getpid()}")

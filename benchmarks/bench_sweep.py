@@ -1,7 +1,8 @@
 """Sweep costs. (1) A 1-LI sweep of 11 alphas of one ROME edit on smollm2-135m: the edit
 (keys, values, covariance) is computed once and the unedited baseline evaluated once, so each
-further alpha costs one evaluation. (2) An 8-cell vision sweep (2 editors x 4 layers) on the
-local executor with 1 worker (in-process, 2 threads) and with 2 workers (1 thread each).
+further alpha costs one evaluation. (2) An 8-cell vision sweep (fine-tuning, 2 editors x 4
+layers, 100 steps each) on the local executor with 1 worker (in-process, 2 threads) and with
+2 workers (1 thread each).
 Target: 2 workers >= 1.5x faster on 2 cores."""
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ def workers(rows: list[dict]) -> None:
             "name": "bench-workers",
             "family": "vision",
             "model": {"family": "vgg", "width": 8, "epochs": 8, "size": 32},
-            "grid": {"editor": ["rewrite", "ft-local"], "layer": [1, 2, 3, 4], "alpha": [1.0]},
+            "grid": {"editor": ["ft-local", "ft-global"], "layer": [1, 2, 3, 4], "alpha": [1.0]},
             "edit_sets": {"default": {"style": "checker", "n_train": 10}},
-            "editor_params": {"ft-local": {"steps": 20, "lr": 0.001}},
+            "editor_params": {
+                "ft-local": {"steps": 100, "lr": 0.001},
+                "ft-global": {"steps": 100, "lr": 0.001},
+            },
             "evaluation": {"n_images": 300},
         }
     )

@@ -32,14 +32,15 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 
 
 # One Worker per pool process, set up by the pool's initializer: a process-local cache of the
-# loaded model and data, never shared between processes.
+# loaded model and data. A forked process starts from a copy of the parent's Worker (its
+# model and data already built, pages shared copy-on-write); a spawned one builds its own.
 _worker: Worker | None = None
 
 
-def _init(cfg: dict[str, Any], run_dir: str, threads: int) -> None:
+def _init(cfg: dict[str, Any], run_dir: str, threads: int, prebuilt: Worker | None) -> None:
     global _worker
     torch.set_num_threads(threads)
-    _worker = Worker(cfg, run_dir)
+    _worker = prebuilt or Worker(cfg, run_dir)
 
 
 def _run(task: Task) -> list[Row]:
@@ -48,8 +49,7 @@ def _run(task: Task) -> list[Row]:
 
 
 class LocalExecutor:
-    """A pool of `workers` processes (spawned: no forked torch thread state); one worker
-    runs in this process."""
+    """A pool of `workers` processes; one worker runs in this process."""
 
     def __init__(self, cfg: dict[str, Any], run_dir: str | Path, workers: int = 1) -> None:
         self.cfg, self.run_dir, self.workers = cfg, str(run_dir), workers
@@ -68,12 +68,19 @@ class LocalExecutor:
             finally:
                 torch.set_num_threads(before)
             return
-        ctx = mp.get_context("spawn")
+        # fork where the platform has it (Linux): workers start at once with the parent's
+        # imports; torch resets its thread pool in a forked child. spawn elsewhere.
+        fork = "fork" in mp.get_all_start_methods() and os.name == "posix"
+        prebuilt = None
+        if fork:  # build model and data once, here; every worker inherits them
+            prebuilt = Worker(self.cfg, self.run_dir)
+            for seed in sorted({t.seed for t in tasks}):
+                prebuilt.context(seed)
         with ProcessPoolExecutor(
             max_workers=min(self.workers, len(tasks)),
-            mp_context=ctx,
+            mp_context=mp.get_context("fork" if fork else "spawn"),
             initializer=_init,
-            initargs=(self.cfg, self.run_dir, self.threads),
+            initargs=(self.cfg, self.run_dir, self.threads, prebuilt),
         ) as pool:
             pending: dict[Future, Task] = {pool.submit(_run, t): t for t in tasks}
             while pending:
