@@ -10,6 +10,7 @@ import pytest
 
 from editrisk.editors import get_editor
 from editrisk.errors import InputError
+from editrisk.runs import RunDir
 from editrisk.sweep import (
     expand,
     plan_tasks,
@@ -210,3 +211,27 @@ def test_cli_sweep_and_report(tmp_path: Path) -> None:
     assert len((tmp_path / "run" / "rows.jsonl").read_text().splitlines()) == 2
     res = runner.invoke(app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "r2")])
     assert res.exit_code == 0 and (tmp_path / "r2" / "trade_off_heldout.csv").exists()
+
+
+def test_interpolate_a_sweeps_saved_edits(local_run: tuple, tmp_path: Path) -> None:
+    """`editrisk interpolate RUN_DIR`: every saved edit along each layer alone and all layers;
+    the all-layers point at alpha 1 is the sweep's own cell."""
+    from typer.testing import CliRunner
+
+    from editrisk.cli import app
+
+    _, out, rows = local_run
+    res = CliRunner().invoke(
+        app, ["interpolate", str(out), "--alphas", "0,1", "--out", str(tmp_path / "li")]
+    )
+    assert res.exit_code == 0, res.output
+    li = [r for r in RunDir(tmp_path / "li").results.rows() if r["kind"] == "1-LI"]
+    memit_default = [r for r in li if r["task"] == "memit/Ldefault/s0/default"]
+    paths = {r["path"] for r in memit_default}
+    assert "all layers" in paths and len(paths) >= 3  # each layer alone + all together
+    mine = next(r for r in memit_default if r["path"] == "all layers" and r["alpha"] == 1.0)
+    theirs = next(r for r in rows if r["cell"] == "memit/Ldefault/s0/default/a1")
+    assert mine["edit_margin"] == pytest.approx(theirs["edit_margin"], abs=1e-5)
+    assert (tmp_path / "li" / "report" / "index.html").exists()
+    res = CliRunner().invoke(app, ["interpolate", "tiny-gpt2"])
+    assert res.exit_code == 2 and "--delta and --request" in res.output

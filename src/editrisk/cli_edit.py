@@ -152,9 +152,9 @@ def register_interpolate(app: typer.Typer) -> None:
     @app.command()
     @cli_errors
     def interpolate(
-        model: str,
-        delta: Path = typer.Option(..., help="Delta file (safetensors) to interpolate"),
-        request: str = typer.Option(..., help="the edit's requests (file or JSON)"),
+        model: str = typer.Argument(..., help="a model, or a sweep's run directory"),
+        delta: Path = typer.Option(None, help="Delta file (safetensors) to interpolate"),
+        request: str = typer.Option(None, help="the edit's requests (file or JSON)"),
         alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="alpha grid"),
         heldout: int = typer.Option(40, help="known WorldFacts held out for general ability"),
         threshold: float = typer.Option(0.9, help="edit-success threshold for alpha selection"),
@@ -162,7 +162,26 @@ def register_interpolate(app: typer.Typer) -> None:
         device: str = DeviceOpt,
     ) -> None:
         """1-LI: each edited layer alone (and all together) scaled by every alpha; edit
-        success and held-out knowledge per point, monotonicity check, chosen alphas."""
+        success and held-out knowledge per point, monotonicity check, chosen alphas.
+
+        MODEL with --delta and --request interpolates one saved edit; a sweep's run directory
+        instead interpolates every edit the sweep saved (rows in RUN_DIR/interpolate)."""
+        try:
+            grid = [float(a) for a in alphas.split(",")]
+        except ValueError as err:
+            raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
+        if (Path(model) / "config.yaml").is_file():
+            from editrisk.report import write_report
+            from editrisk.sweep import interpolate_run
+
+            run, choices = interpolate_run(model, grid, out, threshold)
+            for c in choices:
+                console.print(f"{c['task']} {c['path']}: alpha {c['alpha']} ({c['policy']}: "
+                              f"{c['reason']})")  # fmt: skip
+            console.print(f"rows written to {run.path}; report: {write_report(run.path)}")
+            return
+        if delta is None or request is None:
+            raise EditriskError("interpolating a saved edit needs --delta and --request")
         from editrisk.data.worldfacts import build_worldfacts, round_robin
         from editrisk.delta import Delta
         from editrisk.evaluation.general import heldout_accuracy
@@ -177,10 +196,6 @@ def register_interpolate(app: typer.Typer) -> None:
         from editrisk.models import load_model
         from editrisk.runs import RunDir
 
-        try:
-            grid = [float(a) for a in alphas.split(",")]
-        except ValueError as err:
-            raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
         reqs = _requests(request, None, None, None, None)
         d = Delta.load(delta)
         h = load_model(model, device=device)
