@@ -22,16 +22,25 @@ TEXT = (
 CORPUS = Corpus(tuple(TEXT * k for k in (1, 2, 3, 4)), "test-corpus-v1")
 
 
-@pytest.mark.parametrize(("dim", "blocks"), [(37, 4), (16, 4), (5, 1), (3, 8)])
-def test_blocked_second_moment_is_xtx(dim: int, blocks: int) -> None:
+@pytest.mark.parametrize(
+    ("dim", "blocks", "flush"), [(37, 4, 16384), (37, 4, 5), (16, 4, 7), (5, 1, 1), (3, 8, 100)]
+)
+def test_blocked_second_moment_is_xtx(dim: int, blocks: int, flush: int) -> None:
+    """Whatever the blocking and however often the float32 buffer is folded in."""
     g = torch.Generator().manual_seed(dim)
     xs = [torch.randn(n, dim, generator=g) for n in (11, 7)]
-    m = SecondMoment(dim, blocks)
+    m = SecondMoment(dim, blocks, flush_rows=flush)
     for x in xs:
         m.add(x)
     full = torch.cat(xs).double()
     torch.testing.assert_close(m.moment(), full.T @ full / 18, rtol=1e-5, atol=1e-6)
     assert m.count == 18
+    restored = SecondMoment(dim, blocks)
+    restored.load_state_dict(m.state_dict())
+    restored.add(xs[0])
+    torch.testing.assert_close(
+        restored.sum, m.sum + (xs[0].T @ xs[0]).double(), rtol=1e-5, atol=1e-5
+    )
 
 
 def reference(h, layer: int, chunks: list[list[int]]) -> torch.Tensor:  # noqa: ANN001
