@@ -43,3 +43,20 @@ def test_vision_part_writes_curve_and_severity_rows(tmp_path: Path, monkeypatch)
     with open(page.parent / "trade_off_shifted_acc.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 6
     assert (page.parent / "corruption_severity.csv").exists()
+
+
+def test_demo_starts_afresh_but_never_clears_another_run(tmp_path: Path) -> None:
+    from editrisk.errors import EditriskError
+
+    old = RunDir(tmp_path / "demo")
+    old.start({"model": "m", "n_facts": 1, "n_heldout": 2, "editors": ["rome"], "facts": ["a"]})
+    old.results.append({"protocol": "single"})
+    (old.deltas).mkdir()
+    demo._clear(old)
+    assert not old.results.path.exists() and not old.deltas.exists()
+    other = RunDir(tmp_path / "sweep")
+    other.start({"name": "sweep", "grid": {}})
+    other.results.append({"kind": "trade_off"})
+    with pytest.raises(EditriskError, match="another kind of run"):
+        demo._clear(other)
+    assert len(other.results) == 1
