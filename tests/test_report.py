@@ -127,18 +127,19 @@ def test_report_refuses_empty_or_foreign_folders(tmp_path: Path) -> None:
         write_report(tmp_path / "empty")
 
 
-def chromium() -> str:
+def browse(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium (skipped when absent, except under CI) with console logging on and
+    no background connections (this machine's network is closed to them)."""
     exe = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("CI must install Debian's chromium for the browser test")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    return exe
-
-
-# no background connections: this machine's network is closed to them
-QUIET = ["--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--enable-logging=stderr", "--v=0", "--window-size=1280,2000",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
 def console_lines(stderr: str) -> list[str]:
@@ -147,56 +148,20 @@ def console_lines(stderr: str) -> list[str]:
 
 def test_browser_check_sees_script_errors(tmp_path: Path) -> None:
     """The negative control: a broken page does produce the console lines looked for."""
-    exe = chromium()
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>notDefined();</script></body></html>")
-    res = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            *QUIET,
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            bad.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = browse(tmp_path, "--dump-dom", bad.as_uri())
     assert any("notDefined" in ln for ln in console_lines(res.stderr))
 
 
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    exe = chromium()
     run = make_run(tmp_path / "run", sweep_rows() + study_rows())
     page = write_report(run.path)
     shot = tmp_path / "shot.png"
-    flags = [
-        exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        *QUIET,
-        "--enable-logging=stderr",
-        "--v=0",
-        "--window-size=1280,2000",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    res = subprocess.run(
-        [*flags, f"--screenshot={shot}", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = browse(tmp_path, f"--screenshot={shot}", page.as_uri())
     # the page logs nothing: any console message (an error, a failed load) is a failure
     assert console_lines(res.stderr) == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-    dom = subprocess.run(
-        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    dom = browse(tmp_path, "--dump-dom", page.as_uri()).stdout
     assert 'data-ready="1"' in dom  # the page's script ran to its end
     assert dom.count("<svg") >= 3  # language and vision trade-offs, severity curves

@@ -63,20 +63,12 @@ def study_cmd(
 ) -> None:
     """Run the vision study in CONFIG (YAML) into a resumable run directory, then report."""
     import torch
-    import yaml
 
+    from editrisk.settings import read_config_file
     from editrisk.vision.report import markdown_table, summary, write_report
     from editrisk.vision.study import StudyConfig, VisionStudy
 
-    if not config.is_file():
-        raise InputError("config file not found", file=str(config))
-    try:
-        raw = yaml.safe_load(config.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"not valid YAML ({err})", file=str(config)) from err
-    if not isinstance(raw, dict):
-        raise InputError("top level must be a mapping", file=str(config))
-    cfg = StudyConfig.from_dict(raw, source=str(config))
+    cfg = StudyConfig.from_dict(read_config_file(config), source=str(config))
     if threads:
         torch.set_num_threads(threads)
     run = VisionStudy(cfg, out or Path("runs") / cfg.name, log=console.print).run_all()

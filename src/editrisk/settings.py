@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from editrisk.errors import EditriskError
+from editrisk.errors import EditriskError, InputError
 
 CACHE_ENV = "EDITRISK_CACHE"
 
@@ -56,3 +57,21 @@ def resolve_dtype(dtype: str | torch.dtype | None = "float32") -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's top-level mapping ({} when empty); errors name the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", file=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(f"not valid YAML ({err})", file=str(path)) from err
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError("top level must be a mapping", file=str(path))
+    return raw

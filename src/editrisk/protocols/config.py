@@ -8,12 +8,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from editrisk.errors import EditriskError
 from editrisk.models import ModelHandle
 from editrisk.protocols.plan import Protocol, Schedule
 from editrisk.requests import EditRequest
+from editrisk.settings import read_config_file
 
 DEFAULTS: dict[str, Any] = {
     "name": "run",
@@ -101,14 +100,7 @@ def resolve_config(raw: dict[str, Any], source: str = "config") -> dict[str, Any
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and resolve a YAML run config."""
-    path = Path(path)
-    if not path.is_file():
-        raise EditriskError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise EditriskError(f"{path}: not valid YAML ({err})") from err
-    return resolve_config(raw or {}, str(path))
+    return resolve_config(read_config_file(path), str(path))
 
 
 def build_requests(

@@ -73,14 +73,14 @@ def interpolate_run(
     choices: list[dict[str, Any]] = []
     for f in files:
         d = Delta.load(f)
-        task = d.metadata.get("sweep_task", "")
-        editor, _, seed, edit_set = (task.split("/") + ["", "", "", ""])[:4]
-        if not seed.startswith("s"):
-            raise EditriskError(f"{f}: not a sweep edit (no sweep_task in its metadata)")
-        ctx = worker.context(int(seed[1:]))
+        meta = d.metadata.get("sweep")
+        if not isinstance(meta, dict):
+            raise EditriskError(f"{f}: not a sweep edit (no 'sweep' entry in its metadata)")
+        task, edit_set = meta["task"], meta["edit_set"]
+        ctx = worker.context(int(meta["seed"]))
         rows = trade_off(ctx.model, d, lambda _m, c=ctx, es=edit_set: c.evaluate(es), alphas)
         for r in rows:
-            r.update({"kind": "1-LI", "editor": editor, "task": task})
+            r.update({"kind": "1-LI", "editor": meta["editor"], "task": task})
         run.results.append(rows)
         for p in paths(d):
             for c in (

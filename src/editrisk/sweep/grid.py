@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from editrisk.errors import EditriskError, InputError
+from editrisk.settings import read_config_file
 
 FAMILIES = ("language", "vision")
 EXECUTORS = ("local", "ray")
@@ -103,14 +102,8 @@ def resolve_sweep(raw: dict[str, Any], source: str = "config") -> dict[str, Any]
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise EditriskError(f"sweep config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"not valid YAML ({err})", file=str(path)) from err
-    return resolve_sweep(raw or {}, str(path))
+    """Read and resolve a YAML sweep config."""
+    return resolve_sweep(read_config_file(path), str(path))
 
 
 @dataclass(frozen=True)

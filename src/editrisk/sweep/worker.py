@@ -174,7 +174,10 @@ class Worker:
         t = time.perf_counter()
         delta = ctx.edit(get_editor(task.editor, params), task.edit_set)
         seconds = time.perf_counter() - t
-        delta.metadata["sweep_task"] = task.id
+        delta.metadata["sweep"] = {
+            "task": task.id, "editor": task.editor, "layer": task.layer, "seed": task.seed,
+            "edit_set": task.edit_set,
+        }  # fmt: skip
         delta.save(path)
         return delta, seconds
 
