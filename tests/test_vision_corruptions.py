@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from editrisk.errors import EditriskError
+from editrisk.vision import corruptions as C
 from editrisk.vision.corruptions import CORRUPTIONS, SEVERITIES, corrupt, corrupt_suite
 from editrisk.vision.data import load_digits
 
@@ -79,3 +80,53 @@ def test_bad_input() -> None:
         corrupt(torch.rand(1, 3, 8, 8), "fog", 6)
     with pytest.raises(EditriskError, match="N, C, H, W"):
         corrupt(torch.rand(3, 8, 8), "fog", 1)
+
+
+def test_suite_equals_one_call_per_severity(batch: torch.Tensor) -> None:
+    """The suite draws once per corruption; every result still equals a single `corrupt` call."""
+    for name, s, out in corrupt_suite(batch[:6], severities=(2, 5), seed=3):
+        assert torch.equal(out, corrupt(batch[:6], name, s, seed=3)), (name, s)
+
+
+def test_shot_noise_inverts_the_poisson_cdf() -> None:
+    """Each draw K is the exact Poisson quantile of its uniform u: F(K - 1) < u <= F(K), both
+    from the shipped normal-approximation guess and from a guess far off (K = 0)."""
+    stats = pytest.importorskip("scipy.stats")
+    x = (torch.arange(256.0) / 255).repeat(3, 40, 1).unsqueeze(0)  # every 8-bit level, 120 times
+    u = torch.rand(x.shape, generator=C._generator(x, 0, "shot_noise"))  # the sampler's draw
+    levels = (x * 255).round()
+    for s, lam in ((1, 60.0), (5, 3.0)):
+        shipped = corrupt(x, "shot_noise", s) * lam
+        far = C._poisson_inverse(levels, u, lambda lam, part: torch.zeros(u.numel())[part], lam)
+        mu = (levels * lam / 255).double().numpy()
+        unclipped = (shipped < lam).numpy()  # corrupt() clips K / lam to [0, 1]
+        assert unclipped.mean() > 0.7
+        for k, where in ((shipped.round(), unclipped), (far, True)):
+            k = k.double().numpy()
+            lo, hi = stats.poisson.cdf(k - 1, mu), stats.poisson.cdf(k, mu)
+            exact = (lo < u.numpy() + 1e-6) & (u.numpy() <= hi + 1e-6)
+            assert (exact | ~where).all()
+
+
+def test_shot_noise_moments() -> None:
+    x = torch.full((64, 3, 32, 32), 0.5)
+    out = corrupt(x, "shot_noise", 1)  # lam 60: K / 60 with K ~ Poisson(30.1)
+    mu = 60 * round(0.5 * 255) / 255
+    assert abs(float(out.mean()) * 60 - mu) < 0.1
+    assert abs(float((out * 60).var()) - mu) < 1.0
+
+
+def test_matrix_filters_equal_convolutions() -> None:
+    """Blurs and pixelation run as matrix products; they equal the direct convolutions."""
+    x = torch.rand(4, 3, 19, 23, generator=torch.Generator().manual_seed(1))
+    kernel = C.disk_kernel(2.0)
+    r = kernel.shape[-1] // 2
+    direct = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (r, r, r, r), mode="reflect"),
+        kernel.expand(3, 1, -1, -1),
+        groups=3,
+    )
+    assert torch.allclose(C._depthwise(x, kernel), direct, atol=1e-6)
+    small = torch.nn.functional.interpolate(x, size=(round(19 * 0.6), round(23 * 0.6)), mode="area")
+    pix = torch.nn.functional.interpolate(small, size=(19, 23), mode="nearest-exact")
+    assert torch.allclose(corrupt(x, "pixelate", 3), pix, atol=1e-6)

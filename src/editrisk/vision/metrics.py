@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from editrisk.errors import EditriskError
-from editrisk.vision.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from editrisk.vision.corruptions import CORRUPTIONS, SEVERITIES, corrupt_suite
 
 Key = tuple[str, int]  # (corruption, severity); ("clean", 0) is the clean set
 
@@ -119,9 +119,8 @@ class ShiftSuite:
         self.names = list(names or CORRUPTIONS)
         self.severities = list(severities)
         self.sets: dict[Key, torch.Tensor] = {("clean", 0): (images * 255).round().byte()}
-        for name in self.names:
-            for s in self.severities:
-                self.sets[(name, s)] = (corrupt(images, name, s, seed) * 255).round().byte()
+        for name, s, x in corrupt_suite(images, self.names, self.severities, seed):
+            self.sets[(name, s)] = (x * 255).round().byte()
 
     def predictions(self, clf) -> dict[Key, torch.Tensor]:  # noqa: ANN001 - Classifier
         """Predicted classes of `clf` on every set (one batched pass per set)."""
