@@ -6,9 +6,9 @@ corruption), and the same draws are reused at every severity, so distance from t
 grows with severity. Spatial parameters are given for 32-pixel images and scale with size.
 Families follow Hendrycks & Dietterich (2019); fog and frost are procedural (no photographs).
 
-A corruption is written in two stages: `prepare(x, generator)` makes every random draw and
-every severity-independent intermediate once, and returns `apply(severity)`. `corrupt_suite`
-prepares once and applies five times, which is most of its speed; linear filters (blurs,
+A corruption is written in two stages: called on (images, generator), it makes every random
+draw and every severity-independent intermediate once and returns `apply(severity)`.
+`corrupt_suite` calls it once and applies five severities, which is most of its speed; linear filters (blurs,
 pixelation) run as two small matrix products per image instead of depthwise convolutions.
 """
 
