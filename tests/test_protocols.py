@@ -229,3 +229,25 @@ def test_shipped_study_configs_resolve() -> None:
         cfg = load_config(path)
         assert cfg["model"] == "smollm2-135m" and cfg["schedule"]["retention_every"] > 0
         assert {m["name"] for m in cfg["methods"]} == {"rome", "memit", "d4s", "alphaedit", "ft"}
+
+
+def test_schedules_due_together_are_measured_once(tmp_path, monkeypatch) -> None:
+    """`final` and `retention@k` after the last step measure the same model on the same
+    requests: one measurement, recorded under both labels."""
+    import editrisk.evaluation.metrics as metrics
+
+    calls: list[int] = []
+    real = metrics.edit_metrics
+    monkeypatch.setattr(
+        metrics, "edit_metrics", lambda h, reqs, bs=32: calls.append(len(reqs)) or real(h, reqs, bs)
+    )
+    h = load_model("tiny-gpt2")
+    cfg = _cfg({"name": "sequential", "batch_size": 1}, {"retention_every": 5, "final": True})
+    rows = _run(h, cfg, tmp_path)
+    # immediate x 5, then one measurement of all 5 requests for retention@5 and final together
+    assert calls == [1, 1, 1, 1, 1, 5]
+    last = {r["schedule"]: r for r in rows if r["kind"] == "summary" and r["step"] == 5}
+    assert set(last) == {"immediate", "retention@5", "final"}
+    strip = {"schedule", "key"}
+    a, b = ({k: v for k, v in last[s].items() if k not in strip} for s in ("final", "retention@5"))
+    assert a == b and last["final"]["n"] == 5

@@ -70,7 +70,10 @@ def _close(a: object, b: object) -> bool:
     return a == b
 
 
-def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch, workers) -> None:
+    """With `workers` 2 both methods run at once in forked processes: killing the parent
+    kills them too, and the resumed run still ends with the rows of an uninterrupted one."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("EDITRISK_CACHE", str(cache))
     cfg_path = tmp_path / "run.yaml"
@@ -81,6 +84,7 @@ def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch) -> None:
 
     killed = tmp_path / "killed"
     cmd = [*CLI, "run", str(cfg_path), "--run-dir", str(killed), "--no-progress"]
+    cmd += ["--workers", str(workers)]
     env = {**os.environ, "EDITRISK_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -89,7 +93,10 @@ def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch) -> None:
     assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(0.5)  # forked workers die with their parent
     partial = _steps_done(killed)
+    time.sleep(0.5)
+    assert _steps_done(killed) == partial, "a worker kept writing after its parent was killed"
     assert 4 <= partial < 16
 
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -116,3 +123,19 @@ def test_resume_refuses_a_different_config(tmp_path, monkeypatch) -> None:
     p.write_text(yaml.safe_dump({**small, "seed": 4}))
     with pytest.raises(EditriskError, match="different config"):
         run_config(load_config(p), tmp_path / "run")
+
+
+def test_parallel_workers_write_the_rows_of_a_serial_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path / "cache"))
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(CONFIG))
+    cfg = load_config(cfg_path)
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    run_config(cfg, serial)
+    run_config(cfg, parallel, workers=2)
+    got, want = _rows(parallel), _rows(serial)
+    assert len(got) == len(want) and {r["method"] for r in got} == {"d4s", "ft"}
+    by_key = {r["key"]: r for r in want}
+    assert sorted(r["key"] for r in got) == sorted(by_key)
+    for r in got:
+        assert _close(r, by_key[r["key"]]), f"row {r['key']} differs in the parallel run"

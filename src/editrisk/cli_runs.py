@@ -23,6 +23,9 @@ def register_runs(app: typer.Typer) -> None:
         threads: int = typer.Option(
             0, help="torch CPU threads (0: torch's default); on a busy machine 1 is fastest"
         ),
+        workers: int = typer.Option(
+            1, help="methods run at once, in forked processes sharing the cores (CPU only)"
+        ),
     ) -> None:
         """Run (or resume: same command, same directory) the protocol study of CONFIG."""
         if threads > 0:
@@ -36,7 +39,7 @@ def register_runs(app: typer.Typer) -> None:
         if device:
             cfg = resolve_config({**cfg, "device": device}, str(config))
         out = run_dir or Path("runs") / cfg["name"]
-        rd = run_config(cfg, out, show_progress=progress, console=console)
+        rd = run_config(cfg, out, show_progress=progress, console=console, workers=workers)
         console.print(f"{len(rd.results)} rows in {rd.results.path}")
 
     @app.command("analyze")

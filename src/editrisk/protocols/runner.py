@@ -12,9 +12,10 @@ again when a step is redone after a kill.
 from __future__ import annotations
 
 import random
+import sys
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,27 @@ def _key(*parts: Any) -> str:
     return "|".join(str(p) for p in parts)
 
 
+def _general(
+    h: ModelHandle, heldout: Sequence[EditRequest], ev: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """General ability: held-out facts and perplexity, and the shifted-prompt table."""
+    from editrisk.evaluation.general import default_text_sample, heldout_accuracy, perplexity
+    from editrisk.evaluation.shifts import shift_table
+
+    general: dict[str, Any] = {}
+    if heldout:
+        general.update(heldout_accuracy(h, heldout, ev["batch_size"]))
+    if ev["perplexity_sentences"]:
+        texts = default_text_sample(ev["perplexity_sentences"])
+        general.update(perplexity(h, texts, batch_size=ev["batch_size"]))
+    table = []
+    if ev["shifts"] and heldout:
+        table = shift_table(
+            h, heldout, ev["shifts"], ev["shift_severities"], batch_size=ev["batch_size"]
+        )
+    return general, table
+
+
 def _evaluate(
     h: ModelHandle,
     label: str,
@@ -114,33 +136,32 @@ def _evaluate(
     heldout: Sequence[EditRequest],
     ev: dict[str, Any],
     base: dict[str, Any],
+    memo: dict[Any, Any],
 ) -> list[dict[str, Any]]:
-    """Rows of one scheduled evaluation (`base` holds its protocol/schedule/step fields)."""
-    from editrisk.evaluation.general import default_text_sample, heldout_accuracy, perplexity
+    """Rows of one scheduled evaluation (`base` holds its protocol/schedule/step fields).
+
+    `memo` holds measurements already taken of the model in its current state: schedules due
+    at the same step on the same requests (e.g. `final` and `retention@k` after the last
+    step) are measured once and recorded under each label."""
     from editrisk.evaluation.metrics import edit_metrics, summarize
-    from editrisk.evaluation.shifts import shift_table
 
     rows: list[dict[str, Any]] = []
     k0 = _key(base["method"], base["step"], label)
     if label.startswith("general@"):
-        row = {**base, "kind": "general", "key": _key(k0, "general")}
-        if heldout:
-            row.update(heldout_accuracy(h, heldout, ev["batch_size"]))
-        if ev["perplexity_sentences"]:
-            texts = default_text_sample(ev["perplexity_sentences"])
-            row.update(perplexity(h, texts, batch_size=ev["batch_size"]))
-        rows.append(row)
-        if ev["shifts"] and heldout:
-            table = shift_table(
-                h, heldout, ev["shifts"], ev["shift_severities"], batch_size=ev["batch_size"]
-            )
-            rows += [
-                {**base, "kind": "shift", **r, "key": _key(k0, r["shift"], r["severity"])}
-                for r in table
-            ]
+        if "general" not in memo:
+            memo["general"] = _general(h, heldout, ev)
+        general, table = memo["general"]
+        rows.append({**base, "kind": "general", **general, "key": _key(k0, "general")})
+        rows += [
+            {**base, "kind": "shift", **r, "key": _key(k0, r["shift"], r["severity"])}
+            for r in table
+        ]
         return rows
-    per_request = edit_metrics(h, reqs, ev["batch_size"])
-    summary = {k: v for k, v in summarize(per_request).items()}
+    ids = tuple(r.id for r in reqs)
+    if ids not in memo:
+        memo[ids] = edit_metrics(h, reqs, ev["batch_size"])
+    per_request = memo[ids]
+    summary = dict(summarize(per_request))
     rows.append({**base, "kind": "summary", "n": len(reqs), **summary, "key": _key(k0, "summary")})
     if ev["request_rows"]:
         for r, m in zip(reqs, per_request):
@@ -155,10 +176,12 @@ def run_method(
     heldout: Sequence[EditRequest],
     cfg: dict[str, Any],
     rd: RunDir,
-    progress: Progress | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    pristine: dict[Any, Any] | None = None,
 ) -> None:
     """Run one method (`{'name', 'label', 'hparams'}`) of a resolved config, resuming from
-    its latest checkpoint in `rd`."""
+    its latest checkpoint in `rd`; `progress(label, edits done, edits in all)` after each step.
+    `pristine` memoises measurements of the unedited model across methods."""
     label = method["label"]
     editor: Editor = get_editor(method["name"], method["hparams"])
     protocol, schedule = Protocol(**cfg["protocol"]), Schedule(**cfg["schedule"])
@@ -176,11 +199,8 @@ def run_method(
         start = ck.step
         acc.add(ck.cumulative)
         editor.load_state_dict(ck.editor_state)
-    task = None
     if progress is not None:
-        task = progress.add_task(
-            label, total=len(edits), completed=sum(len(s.requests) for s in steps[:start])
-        )
+        progress(label, sum(len(s.requests) for s in steps[:start]), len(edits))
     common = {
         "run": cfg["name"],
         "method": label,
@@ -201,8 +221,9 @@ def run_method(
         _seed_all(step_seed(cfg["seed"], label, 0))
         base = {**common, "step": 0, "edits": 0}
         rows = []
+        memo = pristine if pristine is not None else {}
         for sched in schedule.due(0, n_steps):
-            rows += _evaluate(h, sched, [], heldout, ev, {**base, "schedule": sched})
+            rows += _evaluate(h, sched, [], heldout, ev, {**base, "schedule": sched}, memo)
         record(rows)
     try:
         for step in steps[start:]:
@@ -221,8 +242,8 @@ def run_method(
                         "rng_seed": step_seed(cfg["seed"], label, step.index),
                     },
                 )
-            if progress is not None and task is not None:
-                progress.advance(task, len(step.requests))
+            if progress is not None:
+                progress(label, sum(len(s.requests) for s in steps[: step.index]), len(edits))
     finally:
         acc.reset()
 
@@ -272,9 +293,10 @@ def _run_step(
         }
     )
     so_far = edits[: step.edits_after] if protocol.accumulates else step.requests
+    memo: dict[Any, Any] = {}
     for sched in schedule.due(step.index, len(steps)):
         reqs = step.requests if sched == "immediate" else so_far
-        rows += _evaluate(h, sched, reqs, heldout, ev, {**base, "schedule": sched})
+        rows += _evaluate(h, sched, reqs, heldout, ev, {**base, "schedule": sched}, memo)
     record(rows)
     if not protocol.accumulates:
         acc.reset()
@@ -287,8 +309,13 @@ def run_config(
     *,
     show_progress: bool = False,
     console: Console | None = None,
+    workers: int = 1,
 ) -> RunDir:
-    """Run (or resume) every method of a resolved config into `run_dir`."""
+    """Run (or resume) every method of a resolved config into `run_dir`.
+
+    `workers` > 1 runs that many methods at once in forked processes, each with an equal
+    share of the cores as torch threads (small matrices use two single-threaded processes
+    better than one with two threads). Rows are the same as in a run with one worker."""
     from editrisk.models import load_model
     from editrisk.protocols.config import build_requests
 
@@ -296,8 +323,105 @@ def run_config(
     rd = RunDir(run_dir)
     rd.start(cfg, {"model": cfg["model"], "fingerprint": h.fingerprint(), "n_params": h.n_params})
     edits, heldout = build_requests(cfg, h)
-    with _progress(show_progress, console) as progress:
-        for method in cfg["methods"]:
-            run_method(h, method, edits, heldout, cfg, rd, progress)
+    pristine: dict[Any, Any] = {}
+    with _progress(show_progress, console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if bar is None:
+                return
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+
+        methods = cfg["methods"]
+        if workers > 1 and len(methods) > 1 and h.device.type == "cpu" and _can_fork():
+            _run_parallel(h, methods, edits, heldout, cfg, rd, workers, progress, pristine)
+        else:
+            for method in methods:
+                run_method(h, method, edits, heldout, cfg, rd, progress, pristine)
     rd.export()
     return rd
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+    import os
+
+    return os.name == "posix" and "fork" in mp.get_all_start_methods()
+
+
+# What a forked worker of `_run_parallel` inherits from its parent (set just before the fork).
+_shared: dict[str, Any] = {}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):  # die with the parent: a killed run leaves no writer
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _worker_run(index: int) -> None:
+    s = _shared
+
+    def progress(label: str, done: int, total: int) -> None:
+        s["queue"].put((label, done, total))
+
+    run_method(
+        s["h"], s["methods"][index], s["edits"], s["heldout"], s["cfg"], s["rd"], progress,
+        s["pristine"],
+    )  # fmt: skip
+
+
+def _run_parallel(
+    h: ModelHandle,
+    methods: Sequence[dict[str, Any]],
+    edits: Sequence[EditRequest],
+    heldout: Sequence[EditRequest],
+    cfg: dict[str, Any],
+    rd: RunDir,
+    workers: int,
+    progress: Callable[[str, int, int], None],
+    pristine: dict[Any, Any],
+) -> None:
+    """Methods in forked processes; the model, requests and pristine-model measurements are
+    made once here and inherited. Every statistic an editor caches on disk is filled here
+    first, so workers only read the cache."""
+    import multiprocessing as mp
+    import os
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    for m in methods:
+        editor = get_editor(m["name"], m["hparams"])
+        if hasattr(editor, "covariances"):
+            editor.covariances(h, editor.layers_for(h))
+            editor.prefixes(h)
+    schedule = Schedule(**cfg["schedule"])
+    for sched in schedule.due(0, 1):  # the unedited model's general ability, measured once
+        _evaluate(h, sched, [], heldout, cfg["evaluation"], {"method": "", "step": 0}, pristine)
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    _shared.update(
+        h=h, methods=list(methods), edits=edits, heldout=heldout, cfg=cfg, rd=rd,
+        pristine=pristine, queue=q,
+    )  # fmt: skip
+    n = min(workers, len(methods))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    try:
+        with ProcessPoolExecutor(n, ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+            pending = {pool.submit(_worker_run, i) for i in range(len(methods))}
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        progress(*q.get_nowait())
+                    except queue_mod.Empty:
+                        break
+                for fut in finished:
+                    fut.result()  # a worker's error stops the run here
+    finally:
+        _shared.clear()

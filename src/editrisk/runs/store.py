@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -58,28 +59,22 @@ class ResultStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def _repair(self) -> None:
-        """Cut an incomplete trailing line left by a killed writer."""
-        if not self.path.exists():
-            return
-        with open(self.path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
-
     def append(self, rows: dict[str, Any] | Iterable[dict[str, Any]]) -> None:
+        """Append rows with one `write`, under an exclusive lock: several processes (the
+        workers of a parallel run) may append to one store."""
         rows = [rows] if isinstance(rows, dict) else list(rows)
         if not rows:
             return
-        self._repair()
         payload = "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _cut_torn_tail(fd)
             os.write(fd, payload.encode("utf-8"))
             os.fsync(fd)
         finally:
-            os.close(fd)
+            os.close(fd)  # releases the lock
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
@@ -134,6 +129,15 @@ class ResultStore:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
         tmp.replace(path)
         return path
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Cut an incomplete trailing line (left by a killed writer) off the open file `fd`."""
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    data = os.pread(fd, size, 0)
+    os.ftruncate(fd, data.rfind(b"\n") + 1)
 
 
 def _jsonable(x: Any) -> Any:
