@@ -11,9 +11,21 @@ from editrisk.requests import EditRequest, Neighbour, validate_requests
 from editrisk.tokens import target_ids
 
 
-def test_batched_scores_equal_single_hand_computation(tiny) -> None:
-    pairs = [("The capital of France is", "Paris"), ("Rome is in", "Italy and Europe")]
-    scores = score_targets(tiny, pairs, batch_size=2)
+@pytest.mark.parametrize("batch_size", [2, 32])
+def test_batched_scores_equal_single_hand_computation(tiny, batch_size) -> None:
+    """Prompts of different lengths, each with several targets of one or more tokens (they
+    continue from the prompt's cached keys and values), a repeated pair, small batches."""
+    pairs = [
+        ("The capital of France is", "Paris"),
+        ("Rome is in", "Italy and Europe"),
+        ("The capital of France is", "the city of Lyon"),
+        ("Rome is in", "Asia"),
+        ("A", "long continuation of several words"),
+        ("The capital of France is", "Paris"),
+        ("Rome is in", "Italy"),
+    ]
+    scores = score_targets(tiny, pairs, batch_size=batch_size)
+    assert len(scores) == len(pairs)
     tok = tiny.tokenizer
     for (prompt, target), s in zip(pairs, scores):
         p = tok(prompt, add_special_tokens=False)["input_ids"]
