@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from editrisk.models import ModelHandle
+from editrisk.models.kvcache import cache_kwargs, cache_of
 from editrisk.runs.store import atomic_write_text
 from editrisk.settings import cache_dir
 
@@ -32,9 +33,11 @@ def sample_texts(h: ModelHandle, count: int, length: int, seed: int, top_k: int 
     past = None
     for _ in range(length):
         out = h.model(
-            input_ids=ids[:, -1:] if past is not None else ids, past_key_values=past, use_cache=True
+            input_ids=ids[:, -1:] if past is not None else ids,
+            use_cache=True,
+            **cache_kwargs(h.model, past),
         )
-        past = out.past_key_values
+        past = cache_of(out)
         logits = out.logits[:, -1].float().cpu()
         top = logits.topk(top_k, dim=-1)
         choice = torch.multinomial(torch.softmax(top.values, -1), 1, generator=gen)

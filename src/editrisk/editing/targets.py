@@ -23,6 +23,7 @@ import torch
 from editrisk.editing.prompts import Row, edit_rows
 from editrisk.hooks import Trace
 from editrisk.models import ModelHandle
+from editrisk.models.kvcache import cache_kwargs, cache_of
 from editrisk.requests import EditRequest
 from editrisk.tokens import pack
 
@@ -80,7 +81,7 @@ class _Batch:
                 out = h.model(
                     input_ids=pre_ids, attention_mask=pre_mask, position_ids=pos, use_cache=True
                 )
-            self.past = out.past_key_values
+            self.past = cache_of(out)
             self.saved = [(layer.keys, layer.values) for layer in self.past.layers]
             self.local_index = torch.zeros(len(rows), dtype=torch.long, device=dev)
         else:
@@ -134,7 +135,7 @@ class _Batch:
                     input_ids=ids,
                     attention_mask=mask,
                     position_ids=self.positions[sel],
-                    past_key_values=self.past,
+                    **cache_kwargs(self.h.model, self.past),
                     use_cache=True,
                 )
             else:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from editrisk.models import ModelHandle
+from editrisk.models.kvcache import cache_kwargs, cache_of
 from editrisk.tokens import pack, prompt_ids, target_ids
 
 
@@ -45,13 +46,15 @@ class _Scorer:
         body = getattr(h.model, "base_model", None)
         self.body = None if self.head is None or body is None or body is h.model else body
 
-    def __call__(self, **kw: Any) -> tuple[torch.Tensor, Any]:
+    def __call__(self, cache: Any = None, **kw: Any) -> tuple[torch.Tensor, Any]:
         """(states, cache): hidden states (or logits, without a separable head)."""
+        if cache is not None:
+            kw.update(cache_kwargs(self.model if self.body is None else self.body, cache))
         if self.body is None:
             out = self.model(**kw)
-            return out.logits, out.past_key_values
+            return out.logits, cache_of(out)
         out = self.body(**kw)
-        return out.last_hidden_state, out.past_key_values
+        return out.last_hidden_state, cache_of(out)
 
     def logprobs(self, states: torch.Tensor) -> torch.Tensor:
         logits = states if self.body is None else self.head(states)
@@ -104,7 +107,7 @@ def score_targets(
                 input_ids=suf_ids,
                 attention_mask=torch.cat([mask[rows], suf_mask], 1),
                 position_ids=positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             r_idx = [j for j, (_, k) in enumerate(sub) for _ in targets[k][:-1]]

@@ -8,8 +8,9 @@ Families follow Hendrycks & Dietterich (2019); fog and frost are procedural (no 
 
 A corruption is written in two stages: called on (images, generator), it makes every random
 draw and every severity-independent intermediate once and returns `apply(severity)`.
-`corrupt_suite` calls it once and applies five severities, which is most of its speed; linear filters (blurs,
-pixelation) run as two small matrix products per image instead of depthwise convolutions.
+`corrupt_suite` calls it once and applies five severities, which is most of its speed; linear
+filters (blurs, pixelation) run as two small matrix products per image instead of depthwise
+convolutions.
 """
 
 from __future__ import annotations
