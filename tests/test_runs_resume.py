@@ -139,3 +139,25 @@ def test_parallel_workers_write_the_rows_of_a_serial_run(tmp_path, monkeypatch) 
     assert sorted(r["key"] for r in got) == sorted(by_key)
     for r in got:
         assert _close(r, by_key[r["key"]]), f"row {r['key']} differs in the parallel run"
+
+
+def test_only_runs_a_subset_with_the_rows_of_the_whole_run(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from editrisk.cli import app
+
+    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path / "cache"))
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(CONFIG))
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    run_config(load_config(cfg_path), whole)
+    runner = CliRunner()
+    args = ["run", str(cfg_path), "--run-dir", str(part), "--no-progress"]
+    res = runner.invoke(app, [*args, "--only", "nope"])
+    assert res.exit_code == 2 and "['d4s', 'ft']" in res.output and not part.exists()
+    res = runner.invoke(app, [*args, "--only", "ft"])
+    assert res.exit_code == 0, res.output
+    got = _rows(part)
+    want = {r["key"]: r for r in _rows(whole) if r["method"] == "ft"}
+    assert {r["method"] for r in got} == {"ft"} and sorted(r["key"] for r in got) == sorted(want)
+    assert all(_close(r, want[r["key"]]) for r in got)

@@ -26,18 +26,23 @@ def register_runs(app: typer.Typer) -> None:
         workers: int = typer.Option(
             1, help="methods run at once, in forked processes sharing the cores (CPU only)"
         ),
+        only: str = typer.Option(
+            None, help="comma-separated method labels: run just these methods of CONFIG"
+        ),
     ) -> None:
         """Run (or resume: same command, same directory) the protocol study of CONFIG."""
         if threads > 0:
             import torch
 
             torch.set_num_threads(threads)
-        from editrisk.protocols.config import load_config, resolve_config
+        from editrisk.protocols.config import load_config, resolve_config, select_methods
         from editrisk.protocols.runner import run_config
 
         cfg = load_config(config)
         if device:
             cfg = resolve_config({**cfg, "device": device}, str(config))
+        if only:
+            cfg = select_methods(cfg, only.split(","), str(config))
         out = run_dir or Path("runs") / cfg["name"]
         rd = run_config(cfg, out, show_progress=progress, console=console, workers=workers)
         console.print(f"{len(rd.results)} rows in {rd.results.path}")

@@ -98,6 +98,18 @@ def resolve_config(raw: dict[str, Any], source: str = "config") -> dict[str, Any
     return cfg
 
 
+def select_methods(cfg: dict[str, Any], labels: list[str], source: str) -> dict[str, Any]:
+    """`cfg` with only the methods labelled `labels`. A method's rows do not depend on the
+    other methods of a run (every step is seeded by seed, label and step), so a subset gives
+    the same rows as the whole config."""
+    want = [x.strip() for x in labels if x.strip()]
+    known = [m["label"] for m in cfg["methods"]]
+    unknown = [x for x in want if x not in known]
+    if unknown or not want:
+        raise EditriskError(f"{source}: no method labelled {unknown or want}; labels: {known}")
+    return {**cfg, "methods": [m for m in cfg["methods"] if m["label"] in want]}
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and resolve a YAML run config."""
     return resolve_config(read_config_file(path), str(path))
