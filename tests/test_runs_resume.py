@@ -125,11 +125,16 @@ def test_resume_refuses_a_different_config(tmp_path, monkeypatch) -> None:
         run_config(load_config(p), tmp_path / "run")
 
 
-def test_parallel_workers_write_the_rows_of_a_serial_run(tmp_path, monkeypatch) -> None:
+def _config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CONFIG written to a file, with the cache in `tmp_path`."""
     monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path / "cache"))
-    cfg_path = tmp_path / "run.yaml"
-    cfg_path.write_text(yaml.safe_dump(CONFIG))
-    cfg = load_config(cfg_path)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+def test_parallel_workers_write_the_rows_of_a_serial_run(tmp_path, monkeypatch) -> None:
+    cfg = load_config(_config_file(tmp_path, monkeypatch))
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     run_config(cfg, serial)
     run_config(cfg, parallel, workers=2)
@@ -146,9 +151,7 @@ def test_only_runs_a_subset_with_the_rows_of_the_whole_run(tmp_path, monkeypatch
 
     from editrisk.cli import app
 
-    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path / "cache"))
-    cfg_path = tmp_path / "run.yaml"
-    cfg_path.write_text(yaml.safe_dump(CONFIG))
+    cfg_path = _config_file(tmp_path, monkeypatch)
     whole, part = tmp_path / "whole", tmp_path / "part"
     run_config(load_config(cfg_path), whole)
     runner = CliRunner()

@@ -1,4 +1,5 @@
-"""Process-wide settings that are not state: the cache directory, device and dtype choice."""
+"""Process-wide settings that are not state: the cache directory, device and dtype choice, and
+how worker processes share the cores."""
 
 from __future__ import annotations
 
@@ -31,6 +32,18 @@ def cache_dir() -> Path:
     path = path if root else path / "editrisk"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """An equal share of the cores for each worker process (at least one thread)."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def fork_available() -> bool:
+    """Whether worker processes can be forked (POSIX with the fork start method)."""
+    import multiprocessing as mp
+
+    return os.name == "posix" and "fork" in mp.get_all_start_methods()
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

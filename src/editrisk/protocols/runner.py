@@ -42,6 +42,7 @@ from editrisk.protocols.diagnostics import step_diagnostics
 from editrisk.protocols.plan import Protocol, Schedule, Step
 from editrisk.requests import EditRequest
 from editrisk.runs import RunDir
+from editrisk.settings import fork_available, threads_per_worker
 
 
 class Accumulator:
@@ -169,6 +170,14 @@ def _evaluate(
     return rows
 
 
+def _fill_caches(h: ModelHandle, editor: Editor) -> None:
+    """The editor's statistics of the unedited model (covariances, context prefixes), cached
+    on disk, so a resumed run never takes them from an edited model."""
+    if hasattr(editor, "covariances"):
+        editor.covariances(h, editor.layers_for(h))
+        editor.prefixes(h)
+
+
 def run_method(
     h: ModelHandle,
     method: dict[str, Any],
@@ -191,9 +200,7 @@ def run_method(
     written = {r.get("key") for r in rd.results if r.get("method") == label}
     acc = Accumulator(h.model)
     start = 0
-    if hasattr(editor, "covariances"):  # pristine-model statistics, cached on disk, so a
-        editor.covariances(h, editor.layers_for(h))  # resumed run never takes them from an
-        editor.prefixes(h)  # edited model
+    _fill_caches(h, editor)
     ck = latest_checkpoint(folder)
     if ck is not None:
         start = ck.step
@@ -335,20 +342,13 @@ def run_config(
             bar.update(tasks[label], completed=done)
 
         methods = cfg["methods"]
-        if workers > 1 and len(methods) > 1 and h.device.type == "cpu" and _can_fork():
+        if workers > 1 and len(methods) > 1 and h.device.type == "cpu" and fork_available():
             _run_parallel(h, methods, edits, heldout, cfg, rd, workers, progress, pristine)
         else:
             for method in methods:
                 run_method(h, method, edits, heldout, cfg, rd, progress, pristine)
     rd.export()
     return rd
-
-
-def _can_fork() -> bool:
-    import multiprocessing as mp
-    import os
-
-    return os.name == "posix" and "fork" in mp.get_all_start_methods()
 
 
 # What a forked worker of `_run_parallel` inherits from its parent (set just before the fork).
@@ -391,18 +391,13 @@ def _run_parallel(
     made once here and inherited. Every statistic an editor caches on disk is filled here
     first, so workers only read the cache."""
     import multiprocessing as mp
-    import os
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     for m in methods:
-        editor = get_editor(m["name"], m["hparams"])
-        if hasattr(editor, "covariances"):
-            editor.covariances(h, editor.layers_for(h))
-            editor.prefixes(h)
-    schedule = Schedule(**cfg["schedule"])
-    for sched in schedule.due(0, 1):  # the unedited model's general ability, measured once
-        _evaluate(h, sched, [], heldout, cfg["evaluation"], {"method": "", "step": 0}, pristine)
+        _fill_caches(h, get_editor(m["name"], m["hparams"]))
+    if Schedule(**cfg["schedule"]).general_every:  # the unedited model's, measured once
+        pristine["general"] = _general(h, heldout, cfg["evaluation"])
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     _shared.update(
@@ -410,7 +405,7 @@ def _run_parallel(
         pristine=pristine, queue=q,
     )  # fmt: skip
     n = min(workers, len(methods))
-    threads = max(1, (os.cpu_count() or 1) // n)
+    threads = threads_per_worker(n)
     try:
         with ProcessPoolExecutor(n, ctx, initializer=_worker_init, initargs=(threads,)) as pool:
             pending = {pool.submit(_worker_run, i) for i in range(len(methods))}

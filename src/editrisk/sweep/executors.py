@@ -18,17 +18,13 @@ from typing import Any, Protocol
 import torch
 
 from editrisk.errors import EditriskError
+from editrisk.settings import fork_available, threads_per_worker
 from editrisk.sweep.grid import Task
 from editrisk.sweep.worker import Row, Worker
 
 
 class Executor(Protocol):
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, list[Row]]]: ...
-
-
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    """An equal share of the cores for each worker (at least one thread)."""
-    return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
 # One Worker per pool process, set up by the pool's initializer: a process-local cache of the
@@ -70,7 +66,7 @@ class LocalExecutor:
             return
         # fork where the platform has it (Linux): workers start at once with the parent's
         # imports; torch resets its thread pool in a forked child. spawn elsewhere.
-        fork = "fork" in mp.get_all_start_methods() and os.name == "posix"
+        fork = fork_available()
         prebuilt = None
         if fork:  # build model and data once, here; every worker inherits them
             prebuilt = Worker(self.cfg, self.run_dir)
