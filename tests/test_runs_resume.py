@@ -164,3 +164,30 @@ def test_only_runs_a_subset_with_the_rows_of_the_whole_run(tmp_path, monkeypatch
     want = {r["key"]: r for r in _rows(whole) if r["method"] == "ft"}
     assert {r["method"] for r in got} == {"ft"} and sorted(r["key"] for r in got) == sorted(want)
     assert all(_close(r, want[r["key"]]) for r in got)
+    # The other method joins the same directory: together they are the whole run.
+    res = runner.invoke(app, [*args, "--only", "d4s"])
+    assert res.exit_code == 0, res.output
+    assert [m["label"] for m in yaml.safe_load((part / "config.yaml").read_text())["methods"]] == [
+        "ft",
+        "d4s",
+    ]
+    got, want = _rows(part), {r["key"]: r for r in _rows(whole)}
+    assert sorted(r["key"] for r in got) == sorted(want)
+    assert all(_close(r, want[r["key"]]) for r in got)
+
+
+def test_a_method_joins_a_run_only_under_a_new_label_or_unchanged(tmp_path, monkeypatch) -> None:
+    from editrisk.protocols.config import select_methods
+
+    cfg = load_config(_config_file(tmp_path, monkeypatch))
+    cfg = {**cfg, "data": {**cfg["data"], "n_edits": 2}}
+    run = tmp_path / "run"
+    run_config(select_methods(cfg, ["ft"], "cfg"), run)
+    changed = {**cfg["methods"][1], "hparams": {**cfg["methods"][1]["hparams"], "lr": 0.5}}
+    with pytest.raises(EditriskError, match="different config"):
+        run_config({**cfg, "methods": [changed]}, run)
+    with pytest.raises(EditriskError, match="different config"):  # same methods, other seed
+        run_config({**select_methods(cfg, ["d4s"], "cfg"), "seed": 9}, run)
+    assert [m["label"] for m in yaml.safe_load((run / "config.yaml").read_text())["methods"]] == [
+        "ft"
+    ]

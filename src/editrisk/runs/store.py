@@ -154,6 +154,39 @@ def _cell(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) for the duration of the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _with_new_methods(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """`stored` plus the methods of `new` it lacks, when the two differ in nothing else
+    (a method under the same label must be the same); None when they conflict."""
+    if stored == new:
+        return stored
+
+    def rest(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in c.items() if k != "methods"}
+
+    old_m, new_m = stored.get("methods"), new.get("methods")
+    labelled = all(
+        isinstance(ms, list) and all(isinstance(m, dict) and "label" in m for m in ms)
+        for ms in (old_m, new_m)
+    )
+    if not labelled or rest(stored) != rest(new):
+        return None
+    have = {m["label"]: m for m in old_m}
+    if any(have.get(m["label"], m) != m for m in new_m):
+        return None
+    return {**stored, "methods": old_m + [m for m in new_m if m["label"] not in have]}
+
+
 class RunDir:
     """A run directory: config.yaml, environment.json, model.json, rows.jsonl, deltas/."""
 
@@ -172,17 +205,24 @@ class RunDir:
     def start(self, config: dict[str, Any], model_info: dict[str, Any] | None = None) -> None:
         """Record the resolved config, environment and model at the start of a run.
 
-        A resumed run must carry the same config; a different one is refused.
+        A resumed run must carry the same config, except that a config of labelled `methods`
+        may bring methods the directory does not hold yet (`editrisk run --only` in several
+        invocations): they join config.yaml. Anything else different is refused.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(config, sort_keys=True)
-        if self.config_path.exists():
-            if yaml.safe_load(self.config_path.read_text()) != yaml.safe_load(text):
-                raise EditriskError(
-                    f"{self.path} holds a run with a different config; use a new run directory"
-                )
-        else:
-            atomic_write_text(self.config_path, text)
+        config = yaml.safe_load(yaml.safe_dump(config, sort_keys=True))  # as stored
+        with _locked(self.path / ".config.lock"):  # two `--only` runs starting at once
+            if self.config_path.exists():
+                stored = yaml.safe_load(self.config_path.read_text())
+                merged = _with_new_methods(stored, config)
+                if merged is None:
+                    raise EditriskError(
+                        f"{self.path} holds a run with a different config; use a new run directory"
+                    )
+            else:
+                stored, merged = None, config
+            if merged != stored:
+                atomic_write_text(self.config_path, yaml.safe_dump(merged, sort_keys=True))
         atomic_write_text(self.path / "environment.json", json.dumps(environment(), indent=2))
         if model_info is not None:
             atomic_write_text(
