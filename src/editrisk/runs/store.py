@@ -53,6 +53,17 @@ def environment() -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _locked(path: Path, flags: int = 0) -> Iterator[int]:
+    """`path` opened (created if missing) and exclusively locked for the block; its fd."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class ResultStore:
     """Append-only JSON-lines rows; safe against a process killed mid-write."""
 
@@ -67,14 +78,10 @@ class ResultStore:
             return
         payload = "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _locked(self.path, os.O_APPEND) as fd:
             _cut_torn_tail(fd)
             os.write(fd, payload.encode("utf-8"))
             os.fsync(fd)
-        finally:
-            os.close(fd)  # releases the lock
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
@@ -152,17 +159,6 @@ def _jsonable(x: Any) -> Any:
 
 def _cell(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (created if missing) for the duration of the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _with_new_methods(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
