@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
+
+from editrisk.cli._common import cli_errors, console, fmt
 
 data_app = typer.Typer(help="Build edit datasets (WorldFacts, MQD).", no_args_is_help=True)
 build_app = typer.Typer(help="Build a built-in edit set.", no_args_is_help=True)
 data_app.add_typer(build_app, name="build")
 
 
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """editrisk.cli's error handling, looked up at call time (no import cycle)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from editrisk.cli import cli_errors
-
-        return cli_errors(fn)(*args, **kwargs)
-
-    return wrapper
-
-
-def _console() -> Any:
-    from editrisk.cli import console
-
-    return console
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
-
-
 @build_app.command("worldfacts")
-@_errors
+@cli_errors
 def build_worldfacts_cmd(
     model: str = typer.Option(..., "--model", help="model whose known facts are kept"),
     out: Path = typer.Option(..., "--out", help="output file (editrisk JSONL)"),
@@ -68,12 +45,12 @@ def build_worldfacts_cmd(
     for rel in cand:
         table.add_row(rel, str(kept[rel]), str(cand[rel]))
     table.add_row("total", str(len(reqs)), str(sum(cand.values())))
-    _console().print(table)
-    _console().print(f"wrote {len(reqs)} requests to {out} ({time.perf_counter() - t:.0f} s)")
+    console.print(table)
+    console.print(f"wrote {len(reqs)} requests to {out} ({time.perf_counter() - t:.0f} s)")
 
 
 @data_app.command("mqd")
-@_errors
+@cli_errors
 def mqd_cmd(
     facts: Path = typer.Option(..., "--facts", help="fact requests (any supported format)"),
     out: Path = typer.Option(..., "--out", help="output file (editrisk JSONL)"),
@@ -96,9 +73,10 @@ def mqd_cmd(
     )
     write_jsonl(qs, out)
     counts = Counter(q.extra["question_type"] for q in qs)
-    _console().print(f"wrote {len(qs)} questions to {out}: {dict(counts)}")
+    console.print(f"wrote {len(qs)} questions to {out}: {dict(counts)}")
 
 
+@cli_errors
 def eval_cmd(
     model: str = typer.Argument(..., help="model name, folder, .gguf file or hub id"),
     requests: Path = typer.Option(..., "--requests", help="edit requests (JSONL/CounterFact/zsRE)"),
@@ -163,8 +141,8 @@ def eval_cmd(
     title = f"{h.name}{' + ' + delta.name if delta else ''}: {len(reqs)} requests"
     table = Table("metric", *states, title=title)
     for k in dict.fromkeys(k for v in result.summary.values() for k in v):
-        table.add_row(k, *(_fmt(result.summary[s].get(k)) for s in states))
-    _console().print(table)
+        table.add_row(k, *(fmt(result.summary[s].get(k)) for s in states))
+    console.print(table)
     if result.shift_rows:
         keys = dict.fromkeys(k for r in result.shift_rows for k in r)
         cols = ["state", "shift", "severity", "mean_edit_distance"] + [
@@ -172,11 +150,6 @@ def eval_cmd(
         ]
         st = Table(*cols, title="under distribution shifts")
         for r in result.shift_rows:
-            st.add_row(*(_fmt(r.get(c)) for c in cols))
-        _console().print(st)
-    _console().print(f"rows written to {run.results.path}")
-
-
-def register_eval(app: typer.Typer) -> None:
-    """Add `editrisk eval` to the main app."""
-    app.command("eval")(_errors(eval_cmd))
+            st.add_row(*(fmt(r.get(c)) for c in cols))
+        console.print(st)
+    console.print(f"rows written to {run.results.path}")

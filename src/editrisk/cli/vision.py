@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from editrisk.cli import cli_errors, console
+from editrisk.cli._common import cli_errors, console
 from editrisk.errors import EditriskError, InputError
 
 vision_app = typer.Typer(

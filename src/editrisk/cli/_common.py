@@ -1,0 +1,48 @@
+"""What every command module of the CLI shares: the console, the error handler and options.
+
+Command modules import this module only (never `editrisk.cli`), so no file imports the app
+that imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from editrisk.errors import EditriskError
+
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+DeviceOpt = typer.Option("auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+DtypeOpt = typer.Option("float32", help="float32, bfloat16 or float16")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `message` as one line on stderr; return the exit (code 2) for the caller to raise."""
+    line = " ".join(str(message).split())
+    print(f"editrisk: error: {line}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+def cli_errors(fn: F) -> F:
+    """Turn editrisk's input errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EditriskError as err:
+            raise fail(str(err)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fmt(v: Any) -> str:
+    """A table cell: floats to 4 significant digits, None as empty."""
+    return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)

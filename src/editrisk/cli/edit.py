@@ -1,0 +1,252 @@
+"""`editrisk edit` and `editrisk export`: apply an editor to a model from the shell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from editrisk.cli._common import DeviceOpt, DtypeOpt, cli_errors, console
+from editrisk.errors import EditriskError, InputError
+
+
+def _requests(
+    request: str | None,
+    subject: str | None,
+    prompt: str | None,
+    target_new: str | None,
+    target_true: str | None,
+) -> list[Any]:
+    from editrisk.requests import EditRequest, validate_requests
+
+    if request is None:
+        if not (subject and prompt and target_new):
+            raise EditriskError(
+                "give --request FILE_OR_JSON, or --subject, --prompt and --target-new"
+            )
+        return [EditRequest(subject, prompt, target_new, target_true)]
+    if Path(request).is_file():
+        from editrisk.data.formats import load_requests
+
+        return load_requests(request)
+    try:
+        data = json.loads(request)
+    except json.JSONDecodeError as err:
+        raise InputError(f"neither a file nor JSON ({err.msg})", file=request) from err
+    items = data if isinstance(data, list) else [data]
+    return validate_requests(
+        [EditRequest.from_dict(d, file="<--request>", record=i) for i, d in enumerate(items)]
+    )
+
+
+def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if hparams:
+        path = Path(hparams)
+        if not path.is_file():
+            raise EditriskError(f"hyperparameter file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if not isinstance(loaded, dict):
+            raise InputError("expected a mapping of hyperparameters", file=str(path))
+        out.update(loaded)
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise EditriskError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@cli_errors
+def edit(
+    model: str,
+    editor: str = typer.Option("rome", help="registered editor name"),
+    request: str = typer.Option(None, help="requests file (any supported format) or JSON"),
+    subject: str = typer.Option(None, help="inline request: the subject"),
+    prompt: str = typer.Option(None, help="inline request: template with {} for subject"),
+    target_new: str = typer.Option(None, help="inline request: the new target"),
+    target_true: str = typer.Option(None, help="inline request: the current answer"),
+    hparams: str = typer.Option(None, help="YAML/JSON file of editor hyperparameters"),
+    set_: list[str] = typer.Option([], "--set", help="hyperparameter key=value (repeat)"),
+    save_delta: Path = typer.Option(None, help="write the Delta here (safetensors)"),
+    max_new_tokens: int = typer.Option(8, min=1),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    """Edit MODEL and print completions and probabilities before and after."""
+    from editrisk.api import edit as run_edit
+    from editrisk.evaluation.scoring import score_targets
+    from editrisk.models import load_model
+
+    reqs = _requests(request, subject, prompt, target_new, target_true)
+    hp = _hparams(hparams, set_)
+    h = load_model(model, device=device, dtype=dtype)
+    pairs = [(r.rendered, r.target_new) for r in reqs]
+    trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
+    before = [h.generate(r.rendered, max_new_tokens) for r in reqs]
+    p_before = score_targets(h, pairs + trues)
+    delta = run_edit(h, editor, reqs, hp)
+    with delta.applied(h.model):
+        after = [h.generate(r.rendered, max_new_tokens) for r in reqs]
+        p_after = score_targets(h, pairs + trues)
+    table = Table(
+        "prompt",
+        "before",
+        "after",
+        "P(new) before -> after",
+        "P(true) before -> after",
+        title=f"{editor} on {h.name}",
+    )
+    true_at = {id(r): i for i, r in enumerate(r for r in reqs if r.target_true)}
+    for i, r in enumerate(reqs):
+        pt = "-"
+        if id(r) in true_at:
+            j = len(reqs) + true_at[id(r)]
+            pt = f"{p_before[j].prob:.3f} -> {p_after[j].prob:.3f}"
+        table.add_row(
+            r.rendered,
+            before[i].strip(),
+            after[i].strip(),
+            f"{p_before[i].prob:.3f} -> {p_after[i].prob:.3f}",
+            pt,
+        )
+    console.print(table)
+    if save_delta is not None:
+        delta.save(save_delta)
+        console.print(f"delta saved to {save_delta}")
+
+
+@cli_errors
+def export(
+    model: str,
+    delta: Path = typer.Option(..., help="Delta file (safetensors) to apply"),
+    out: Path = typer.Option(..., help="new folder for the edited model"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    """Write MODEL with DELTA applied as a standard Hugging Face folder."""
+    from editrisk.api import export_model
+    from editrisk.delta import Delta
+    from editrisk.models import load_model
+
+    d = Delta.load(delta)
+    h = load_model(model, device=device, dtype=dtype)
+    fp = d.metadata.get("model_fingerprint")
+    if fp and fp != h.fingerprint():
+        raise EditriskError(f"{delta} was computed on model {fp}, not {h.fingerprint()}")
+    console.print(f"edited model written to {export_model(h, d, out)}")
+
+
+@cli_errors
+def interpolate(
+    model: str = typer.Argument(..., help="a model, or a sweep's run directory"),
+    delta: Path = typer.Option(None, help="Delta file (safetensors) to interpolate"),
+    request: str = typer.Option(None, help="the edit's requests (file or JSON)"),
+    alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="alpha grid"),
+    heldout: int = typer.Option(40, help="known WorldFacts held out for general ability"),
+    threshold: float = typer.Option(0.9, help="edit-success threshold for alpha selection"),
+    out: Path = typer.Option(None, help="run directory for the rows"),
+    device: str = DeviceOpt,
+) -> None:
+    """1-LI: each edited layer alone (and all together) scaled by every alpha; edit
+    success and held-out knowledge per point, monotonicity check, chosen alphas.
+
+    MODEL with --delta and --request interpolates one saved edit; a sweep's run directory
+    instead interpolates every edit the sweep saved (rows in RUN_DIR/interpolate)."""
+    try:
+        grid = [float(a) for a in alphas.split(",")]
+    except ValueError as err:
+        raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
+    if (Path(model) / "config.yaml").is_file():
+        from editrisk.report import write_report
+        from editrisk.sweep import interpolate_run
+
+        run, choices = interpolate_run(model, grid, out, threshold)
+        for c in choices:
+            console.print(f"{c['task']} {c['path']}: alpha {c['alpha']} ({c['policy']}: "
+                          f"{c['reason']})")  # fmt: skip
+        console.print(f"rows written to {run.path}; report: {write_report(run.path)}")
+        return
+    if delta is None or request is None:
+        raise EditriskError("interpolating a saved edit needs --delta and --request")
+    from editrisk.data.worldfacts import build_worldfacts, round_robin
+    from editrisk.delta import Delta
+    from editrisk.evaluation.general import heldout_accuracy
+    from editrisk.evaluation.metrics import edit_metrics, summarize
+    from editrisk.interpolation import (
+        monotonicity_violations,
+        paths,
+        select_knee,
+        select_threshold,
+        trade_off,
+    )
+    from editrisk.models import load_model
+    from editrisk.runs import RunDir
+
+    reqs = _requests(request, None, None, None, None)
+    d = Delta.load(delta)
+    h = load_model(model, device=device)
+    edited_ids = {r.id for r in reqs}
+    held = [
+        r for r in round_robin(build_worldfacts(h), heldout + len(reqs)) if r.id not in edited_ids
+    ][:heldout]
+
+    def evaluate(_: Any) -> dict[str, float | None]:
+        s = summarize(edit_metrics(h, reqs))
+        return {
+            "edit_success": s["efficacy.prob_compare"],
+            "generalization": s["generalization.prob_compare"],
+            "specificity": s["specificity.prob_compare"],
+            "heldout": heldout_accuracy(h, held)["heldout.prob_compare"] if held else None,
+        }
+
+    rows = trade_off(h.model, d, evaluate, grid)
+    table = Table(
+        "path",
+        "alpha",
+        "edit_success",
+        "generalization",
+        "heldout",
+        title=f"1-LI of {delta.name}",
+    )
+    for r in rows:
+        table.add_row(
+            r["path"],
+            f"{r['alpha']:.2f}",
+            *(
+                "-" if r[k] is None else f"{r[k]:.3f}"
+                for k in ("edit_success", "generalization", "heldout")
+            ),
+        )
+    console.print(table)
+    robust = "heldout" if held else "specificity"  # tiny or unknown models: neighbours
+    choices = []
+    measured = all(r[robust] is not None for r in rows)
+    if not measured:
+        console.print(f"no {robust} measurements: no alpha selection")
+    for p in paths(d) if measured else []:
+        for c in (
+            select_threshold(rows, p, "edit_success", robust, threshold),
+            select_knee(rows, p, "edit_success", robust),
+        ):
+            choices.append(c.to_dict())
+            console.print(f"{c.path}: alpha {c.alpha} ({c.policy}: {c.reason})")
+    bad = monotonicity_violations(rows, "edit_success")
+    for b in bad:
+        console.print(
+            f"  {b['path']}: edit_success falls by {-b['change']:.3f} from alpha "
+            f"{b['from_alpha']} to {b['to_alpha']}"
+        )
+    console.print(f"monotonicity violations (edit_success): {len(bad)}")
+    if out is not None:
+        run = RunDir(out)
+        run.start({"model": model, "delta": str(delta), "alphas": grid, "heldout": heldout})
+        run.results.append([{"kind": "1-LI", **r} for r in rows])
+        run.results.append([{"kind": "choice", **c} for c in choices])
+        run.results.append([{"kind": "monotonicity_violation", **b} for b in bad])
+        run.export()
+        console.print(f"rows written to {run.path}")
