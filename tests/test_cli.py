@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
+import editrisk
 from editrisk.cli import app
 
 runner = CliRunner()
@@ -37,3 +40,39 @@ def test_show_real_model_has_30_layers() -> None:
         line.split("│")[1:3] and "layers" in line and "30" in line
         for line in out.output.splitlines()
     )
+
+
+def test_version() -> None:
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.output.strip() == f"editrisk {editrisk.__version__}"
+
+
+INLINE = ["--subject", "Paris", "--prompt", "{} is in", "--target-new", "Rome"]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--set", "layers=[1"], ["--set layers", "not valid YAML"]),
+        (["--set", "layers=3"], ["'layers'", "list of int", "3"]),
+        (["--set", "layers=abc"], ["'layers'", "'abc'"]),
+        (["--set", "steps=[2]"], ["'steps'", "int"]),
+        (["--set", "garbage"], ["--set", "'garbage'"]),
+        (["--editor", "nope"], ["unknown editor 'nope'"]),
+        (["--hparams", "{bad_yaml}"], ["hp.yaml", "not valid YAML", "line 2"]),
+    ],
+)
+def test_edit_bad_hyperparameters_exit_2_with_one_line(
+    tmp_path: Path, args: list[str], names: list[str]
+) -> None:
+    """A slip in --set or --hparams is refused by name before any model loads, not a traceback."""
+    hp = tmp_path / "hp.yaml"
+    hp.write_text("layers: [1\n")
+    args = [str(hp) if a == "{bad_yaml}" else a for a in args]
+    out = runner.invoke(app, ["edit", "no-such-model", *args, *INLINE])
+    lines = out.stderr.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert lines[0].startswith("editrisk: error: ")
+    for name in names:
+        assert name in lines[0]
+    assert "no-such-model" not in lines[0]  # refused before the model was looked up

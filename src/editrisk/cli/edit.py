@@ -49,7 +49,7 @@ def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
         path = Path(hparams)
         if not path.is_file():
             raise EditriskError(f"hyperparameter file not found: {path}")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = _yaml(path.read_text(), str(path))
         if not isinstance(loaded, dict):
             raise InputError("expected a mapping of hyperparameters", file=str(path))
         out.update(loaded)
@@ -57,8 +57,19 @@ def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise EditriskError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _yaml(value, f"--set {key.strip()}")
     return out
+
+
+def _yaml(text: str, where: str) -> Any:
+    """Parse YAML (a hyperparameter file or a `--set` value); a syntax error names `where`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise InputError(f"not valid YAML ({problem}{at})", file=where) from err
 
 
 @cli_errors
@@ -78,18 +89,18 @@ def edit(
     dtype: str = DtypeOpt,
 ) -> None:
     """Edit MODEL and print completions and probabilities before and after."""
-    from editrisk.api import edit as run_edit
+    from editrisk.editors import get_editor
     from editrisk.evaluation.scoring import score_targets
     from editrisk.models import load_model
 
     reqs = _requests(request, subject, prompt, target_new, target_true)
-    hp = _hparams(hparams, set_)
+    ed = get_editor(editor, _hparams(hparams, set_))  # refused before the model loads
     h = load_model(model, device=device, dtype=dtype)
     pairs = [(r.rendered, r.target_new) for r in reqs]
     trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
     before = [h.generate(r.rendered, max_new_tokens) for r in reqs]
     p_before = score_targets(h, pairs + trues)
-    delta = run_edit(h, editor, reqs, hp)
+    delta = ed.edit(h, reqs)
     with delta.applied(h.model):
         after = [h.generate(r.rendered, max_new_tokens) for r in reqs]
         p_after = score_targets(h, pairs + trues)

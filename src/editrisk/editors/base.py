@@ -9,6 +9,7 @@ instance, with `state_dict` / `load_state_dict`.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
 
@@ -38,14 +39,47 @@ class HParams:
             raise EditriskError(
                 f"{cls.__name__}: unknown hyperparameter(s) {unknown}; known: {sorted(names)}"
             )
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             v = values.get(f.name)
             if isinstance(v, list) and isinstance(f.default, tuple):
-                values[f.name] = tuple(v)
+                values[f.name] = v = tuple(v)
+            if f.name in values:
+                _check_type(cls.__name__, f.name, v, hints[f.name])
         return cls(**values)
 
 
 H = TypeVar("H", bound=HParams)
+
+_SCALARS: dict[type, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+}
+
+
+def _check_type(owner: str, name: str, value: Any, hint: Any) -> None:
+    """Refuse a hyperparameter of the wrong type (a YAML or `--set` slip) by its name, before
+    validation trips over it with a TypeError. Plain scalars and tuples of them are checked."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        ok = isinstance(value, tuple)
+        if ok and len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALARS:
+            ok = all(_is(x, args[0]) for x in value)
+        expected = (
+            f"a list of {args[0].__name__}" if args and isinstance(args[0], type) else "a list"
+        )
+    elif hint in _SCALARS:
+        ok, expected = _is(value, hint), hint.__name__
+    else:
+        return
+    if not ok:
+        raise EditriskError(f"{owner}: hyperparameter '{name}' must be {expected}, got {value!r}")
+
+
+def _is(value: Any, kind: type) -> bool:
+    return isinstance(value, _SCALARS[kind]) and (kind is bool or not isinstance(value, bool))
 
 
 def require(condition: bool, message: str) -> None:
