@@ -138,18 +138,16 @@ def test_rome_edit_maps_k_star_to_v_star(tiny) -> None:
     delta = ed.edit(tiny, req)
     prefixes = context_prefixes(tiny, hp["prefixes"])
     k = compute_keys(tiny, req, [1], prefixes)[1][0].double()
-    v = (
-        optimise_targets(
-            tiny, req, tiny.arch.name("mlp_out", 1), prefixes, ed.hparams.target_settings()
-        )
-        .target[0]
-        .double()
+    z = optimise_targets(
+        tiny, req, tiny.arch.name("mlp_out", 1), prefixes, ed.hparams.target_settings()
     )
+    v = z.target[0].double()
     w0 = weight_out_in(tiny, 1)
     with delta.applied(tiny.model):
         w1 = weight_out_in(tiny, 1)
-    torch.testing.assert_close(w1 @ k, v, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(w0 @ k, v, atol=1e-3)
+    init = z.init[0].double()  # the layer's output at k* before the edit (bias included)
+    torch.testing.assert_close((w1 - w0) @ k + init, v, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(init, v, atol=1e-3)
 
 
 def test_memit_solver_is_closed_form_least_squares() -> None:
@@ -278,7 +276,7 @@ def test_batched_targets_equal_one_by_one(tiny, staggered: bool) -> None:
     singles = [optimise_targets(tiny, [r], module, prefixes, s) for r in REQS]
     batched = optimise_targets(tiny, REQS, module, prefixes, s)
     for i, single in enumerate(singles):
-        torch.testing.assert_close(batched.delta[i], single.delta[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batched.delta[i], single.delta[0], rtol=1e-4, atol=1e-4)
         assert batched.steps_run[i] == single.steps_run[0]
     if staggered:
         assert len({sg.steps_run[0] for sg in singles}) == 2  # they did stop apart
@@ -291,7 +289,7 @@ def test_prefix_cache_is_exact(tiny) -> None:
         fast = optimise_targets(tiny, REQS, module, prefixes, s, cache_prefix=True)
         plain = optimise_targets(tiny, REQS, module, prefixes, s, cache_prefix=False)
         assert fast.history == pytest.approx(plain.history, rel=1e-5)
-        torch.testing.assert_close(fast.delta, plain.delta, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fast.delta, plain.delta, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast.init, plain.init, rtol=1e-4, atol=1e-5)
 
 
@@ -321,18 +319,21 @@ def test_editor_hparams_round_trip() -> None:
     assert again.hparams == ed.hparams and again.hparams.layers == (3, 4)
 
 
-def test_prefixed_rows_keep_the_prompts_subject_tokens(tiny) -> None:
-    """A prompt that starts with its subject keeps the subject's tokens after a prefix, so
-    the key averaged over prefixes is a key of the tokens the edited prompt has."""
+def test_prefixed_rows_tokenize_the_subject_as_running_text(tiny) -> None:
+    """After a prefix, prompt and prefix are one text (the subject as running text has it);
+    a prompt that starts with its subject then has other subject tokens than alone, and those
+    rows form their own variant (their own key), the bare prompt keeping its tokens."""
     from editrisk.editing.prompts import edit_rows
 
     tok = tiny.tokenizer
     req = EditRequest("Canada", "{} is located in", "Africa", "America", id="ca")
     plain, prefixed = edit_rows(tok, [req], ["", "The end. "], with_targets=True)
-    n_pre = len(prefixed.ids) - len(plain.ids)
-    assert n_pre == len(tok("The end. ", add_special_tokens=False)["input_ids"]) > 0
-    assert prefixed.ids[n_pre:] == plain.ids and prefixed.index == plain.index + n_pre
-    assert prefixed.targets == plain.targets
-    # joined as text, the subject would have been tokenized differently here
+    assert plain.ids[: -len(plain.targets) + 1 or None] == tuple(
+        tok("Canada is located in", add_special_tokens=False)["input_ids"]
+    )
     joined = tok("The end. Canada is located in", add_special_tokens=False)["input_ids"]
-    assert tuple(joined[n_pre:]) != plain.ids[: len(joined) - n_pre]
+    assert prefixed.ids[: len(joined)] == tuple(joined)
+    assert prefixed.targets == plain.targets
+    assert (plain.variant, prefixed.variant) == (0, 1)
+    mid = EditRequest("France", "The capital of {} is", "Asia", "Paris", id="fr")
+    assert {r.variant for r in edit_rows(tok, [mid], ["", "The end. "], with_targets=False)} == {0}

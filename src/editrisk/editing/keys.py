@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from editrisk.editing.prompts import Row, edit_rows
+from editrisk.editing.prompts import Row, edit_rows, key_groups
 from editrisk.hooks import Trace
 from editrisk.models import ModelHandle
 from editrisk.requests import EditRequest
@@ -58,6 +58,19 @@ def mean_by_request(values: torch.Tensor, rows: Sequence[Row], n_requests: int) 
     return total / counts[:, None]
 
 
+def mean_by_group(values: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
+    """Average the rows of `values` within each (request, variant) group, in `key_groups`
+    order."""
+    groups = {g: i for i, g in enumerate(key_groups(rows))}
+    member = [groups[(r.request, r.variant)] for r in rows]
+    return mean_by_request(values, [Row((), 0, g) for g in member], len(groups))
+
+
+def key_owners(rows: Sequence[Row]) -> list[int]:
+    """The request each key group belongs to."""
+    return [request for request, _ in key_groups(rows)]
+
+
 def compute_keys(
     h: ModelHandle,
     requests: Sequence[EditRequest],
@@ -67,12 +80,11 @@ def compute_keys(
     token: str = "subject_last",
     batch_size: int = 64,
 ) -> dict[int, torch.Tensor]:
-    """k for each request and layer: the MLP output projection's input at the chosen token,
-    averaged over the context prefixes. Returns layer -> (n_requests, d_mlp) float32."""
+    """k for each key group and layer: the MLP output projection's input at the chosen token,
+    averaged over the context prefixes of the group. Returns layer -> (n_groups, d_mlp)
+    float32; one group per request, two for a prompt that starts with its subject (the
+    edited prompt's tokens and running text's; `key_owners` maps groups to requests)."""
     rows = edit_rows(h.tokenizer, requests, prefixes, with_targets=False, token=token)
     names = {layer: h.arch.name("mlp_out", layer) for layer in layers}
     acts = gather_at_index(h, rows, inputs_of=list(names.values()), batch_size=batch_size)
-    return {
-        layer: mean_by_request(acts[f"{name}:in"], rows, len(requests))
-        for layer, name in names.items()
-    }
+    return {layer: mean_by_group(acts[f"{name}:in"], rows) for layer, name in names.items()}

@@ -19,13 +19,16 @@ class Row:
     """One tokenized sequence: `ids`, the edit position `index`, and target positions.
 
     `targets` are the target token ids: the sequence is prompt + targets[:-1], and the logits
-    at `predict_positions` predict each target token in turn.
+    at `predict_positions` predict each target token in turn. `variant` says how the subject
+    is tokenized: 0 as in the edited prompt itself, 1 as in running text where that differs
+    (see `edit_rows`).
     """
 
     ids: tuple[int, ...]
     index: int
     request: int
     targets: tuple[int, ...] = ()
+    variant: int = 0
 
     @property
     def predict_positions(self) -> range:
@@ -42,30 +45,42 @@ def _token_at(offsets: Sequence[tuple[int, int]], char: int, *, last: bool) -> i
     raise EditriskError(f"no token covers character {char} (last={last})")
 
 
-def locate(
-    tokenizer: PreTrainedTokenizerBase, text: str, subject: str, token: str = "subject_last"
-) -> tuple[list[int], int]:
-    """Token ids of `text` and the index of the chosen token relative to `subject`.
-
-    The subject is located by its last occurrence in `text` (the template's occurrence, after
-    any context prefix).
-    """
-    if token not in TOKEN_CHOICES:
-        raise EditriskError(f"unknown token choice '{token}'; choose from {TOKEN_CHOICES}")
+def subject_span(
+    tokenizer: PreTrainedTokenizerBase, text: str, subject: str
+) -> tuple[list[int], int, int]:
+    """Token ids of `text` and the indices of the first and last token of the subject's last
+    occurrence (the template's occurrence, after any context prefix)."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    if token == "prompt_last":
-        return ids, len(ids) - 1
     start = text.rfind(subject)
     if start < 0:
         raise EditriskError(f"subject {subject!r} does not occur in {text!r}")
+    offsets = enc["offset_mapping"]
     first = _token_at(offsets, start, last=False)
-    last = _token_at(offsets, start + len(subject) - 1, last=True)
+    return enc["input_ids"], first, _token_at(offsets, start + len(subject) - 1, last=True)
+
+
+def locate(
+    tokenizer: PreTrainedTokenizerBase, text: str, subject: str, token: str = "subject_last"
+) -> tuple[list[int], int]:
+    """Token ids of `text` and the index of the chosen token relative to `subject`."""
+    if token not in TOKEN_CHOICES:
+        raise EditriskError(f"unknown token choice '{token}'; choose from {TOKEN_CHOICES}")
+    if token == "prompt_last":
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids, len(ids) - 1
+    ids, first, last = subject_span(tokenizer, text, subject)
     if token == "subject_first":
         return ids, first
     if token == "after_subject":
         return ids, min(last + 1, len(ids) - 1)
     return ids, last
+
+
+def _subject_tokens(tokenizer: PreTrainedTokenizerBase, text: str, subject: str) -> tuple:
+    if subject not in text:
+        return ()
+    ids, first, last = subject_span(tokenizer, text, subject)
+    return tuple(ids[first : last + 1])
 
 
 def edit_rows(
@@ -79,23 +94,28 @@ def edit_rows(
 ) -> list[Row]:
     """Rows for every (request, prefix): prefix + rendered prompt (+ target tokens but the last).
 
-    Prefix and prompt are tokenized apart and joined as ids, so the subject has the same
-    tokens after every prefix as in the prompt alone. Joined as text, a prompt that starts with
-    its subject would be tokenized differently after a prefix ("Copenhagen" at the start is
-    "C" + "openhagen", after text it is " Copenhagen"): the averaged key would then belong to
-    another token than the edited prompt's, and the edit would miss it.
+    Prefix and prompt are joined as text, as ROME's contexts are, so after a prefix the
+    subject has the tokens running text gives it; the empty prefix is the prompt exactly as
+    it is edited and scored. A prompt that starts with its subject tokenizes it differently
+    there ("Copenhagen" at the start of a text is "C" + "openhagen", after text it is
+    " Copenhagen"): those rows get `variant` 1, and keys and targets are kept per variant, so
+    that neither the edited prompt's key nor running text's is an average of the other.
 
     `template` overrides the request's prompt (e.g. "{} is a" for the KL term).
     """
-    prefix_ids = {
-        p: tokenizer(p, add_special_tokens=False)["input_ids"] if p else [] for p in prefixes
-    }
     rows = []
     for r_i, req in enumerate(requests):
         prompt = (template or req.prompt).replace("{}", req.subject)
         tgt = tuple(target_ids(tokenizer, req.target_new)) if with_targets else ()
-        ids, index = locate(tokenizer, prompt, req.subject, token)
+        own = _subject_tokens(tokenizer, prompt, req.subject)
         for prefix in prefixes:
-            pre = prefix_ids[prefix]
-            rows.append(Row(tuple(pre) + tuple(ids) + tgt[:-1], len(pre) + index, r_i, tgt))
+            text = prefix + prompt
+            ids, index = locate(tokenizer, text, req.subject, token)
+            variant = int(bool(prefix) and _subject_tokens(tokenizer, text, req.subject) != own)
+            rows.append(Row(tuple(ids) + tgt[:-1], index, r_i, tgt, variant))
     return rows
+
+
+def key_groups(rows: Sequence[Row]) -> list[tuple[int, int]]:
+    """The (request, variant) pairs of `rows` in order: one key and one target each."""
+    return sorted({(r.request, r.variant) for r in rows})

@@ -17,11 +17,20 @@ def rank_one_update(
     The same k is used in the residual and in the projection (the consistency fix that keeps
     sequential ROME edits from collapsing the model).
     """
-    w, k, v = weight.double(), key.double(), value.double()
+    w, k = weight.double(), key.double()
+    return min_norm_update(k[:, None], (value.double() - w @ k)[:, None], cov)
+
+
+def min_norm_update(
+    keys: torch.Tensor, resid: torch.Tensor, cov: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The update (left right^T) of least C-weighted norm that adds resid[:, j] to the
+    output at keys[:, j] exactly: right = C^-1 K, left = R (K^T C^-1 K)^-1. Keys K (in, m),
+    residuals R (out, m); rank m (ROME: one key, or two where the edited prompt and running
+    text tokenize the subject apart)."""
+    k, r = keys.double(), resid.double()
     ck = torch.linalg.solve(cov.double(), k) if cov is not None else k
-    left = v - w @ k
-    right = ck / (k @ ck)
-    return left[:, None], right[:, None]
+    return torch.linalg.solve(k.T @ ck, r.T).T, ck
 
 
 def ridge_solve(keys_cov: torch.Tensor, rk: torch.Tensor) -> torch.Tensor:

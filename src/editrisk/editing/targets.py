@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from editrisk.editing.keys import key_owners, mean_by_group, mean_by_request
 from editrisk.editing.prompts import Row, edit_rows
 from editrisk.hooks import Trace
 from editrisk.models import ModelHandle
@@ -43,17 +44,20 @@ class TargetSettings:
 
 @dataclass
 class Targets:
-    """Result per request: `init` (module output before the edit) and the optimised `delta`."""
+    """The optimised `delta` per request and, per key group (`owner`: its request; see
+    `keys.compute_keys`), `init`: the module's output at the edit position before the edit,
+    averaged over the group's rows. `target` = init + the owner's delta, per group."""
 
     init: torch.Tensor
     delta: torch.Tensor
+    owner: list[int]
     steps_run: list[int]
     final_nll: list[float]
     history: list[float] = field(default_factory=list)
 
     @property
     def target(self) -> torch.Tensor:
-        return self.init + self.delta
+        return self.init + self.delta[self.owner]
 
 
 class _Batch:
@@ -204,7 +208,6 @@ def optimise_targets(
     rows = edit + kl
     batch = _Batch(h, rows, cache_prefix)
     n_edit = len(edit)
-    first_row = [next(i for i, r in enumerate(edit) if r.request == q) for q in range(n)]
     rows_per_req = torch.bincount(batch.request[:n_edit], minlength=n).float()
 
     # Flat gather indices for the target tokens of every edit row.
@@ -232,15 +235,19 @@ def optimise_targets(
     unembed = h.model.get_submodule(h.arch.name("unembed"))
     active = torch.ones(n, dtype=torch.bool, device=dev)
     steps_run = [0] * n
-    init = kl_init = None
+    init = kl_init = ref_sq = None
     nll_req = torch.zeros(n, device=dev)
     history = []
     for step in range(s.steps):
         seen: dict[str, torch.Tensor] = {}
         keep = active[batch.request]  # rows of requests still optimising
         hidden = batch.forward(module, delta, seen, None if bool(keep.all()) else keep)
-        if init is None:
-            init = seen["init"][first_row].clone()
+        if init is None:  # first step: every row is in the batch
+            init = mean_by_group(seen["init"][:n_edit], edit)
+            # The norm the decay and the clamp are relative to: of the output averaged over
+            # all the request's rows, not of one row's (a subject at the very start of a text
+            # sits on the attention sink, where the output's norm is far from typical).
+            ref_sq = mean_by_request(seen["init"][:n_edit], edit, n).pow(2).sum(1)
         where = torch.cumsum(keep.long(), 0) - 1  # row -> its place among the kept rows
         tk = keep[b_idx_t]
         logp_t = torch.log_softmax(unembed(hidden[where[b_idx_t[tk]], p_idx_t[tk]]).float(), -1)
@@ -256,7 +263,7 @@ def optimise_targets(
         kl_req = torch.zeros(n, device=dev).index_put(
             (torch.nonzero(active).flatten(),), (ref.exp() * (ref - kl_logp[active])).sum(-1)
         )
-        wd_req = s.weight_decay * delta.pow(2).sum(1) / init.pow(2).sum(1)
+        wd_req = s.weight_decay * delta.pow(2).sum(1) / ref_sq
         loss_req = nll_req + s.kl_factor * kl_req + wd_req
         history.append(float(loss_req.detach().sum()))
         done = (nll_req.detach() < s.stop_loss) & active
@@ -271,13 +278,14 @@ def optimise_targets(
         opt.step()
         with torch.no_grad():
             delta[~active] = frozen
-            limit = s.clamp_norm_factor * init.norm(dim=1)
+            limit = s.clamp_norm_factor * ref_sq.sqrt()
             norms = delta.norm(dim=1)
             scale = torch.where(norms > limit, limit / norms.clamp_min(1e-12), 1.0)
             delta.mul_(scale[:, None])
     return Targets(
         init=init,
         delta=delta.detach(),
+        owner=key_owners(edit),
         steps_run=steps_run,
         final_nll=nll_req.detach().tolist(),
         history=history,

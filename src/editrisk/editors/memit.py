@@ -1,8 +1,10 @@
 """MEMIT (Meng et al. 2023): a batched least-squares update spread over several MLP layers.
 
 z* is optimised at the last edited layer's output; each layer l in turn takes its share of
-the remaining residual: Delta_l = R K^T (lambda C + K K^T)^-1. D4S and AlphaEdit reuse this
-loop and differ only in `solve` (and in the memory they keep between calls).
+the remaining residual: Delta_l = R K^T (lambda C + K K^T)^-1. Keys and residuals are per key
+group (a prompt that starts with its subject has two: see `keys.compute_keys`), each residual
+measured over the same rows as its key. D4S and AlphaEdit reuse this loop and differ only in
+`solve` (and in the memory they keep between calls).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from editrisk.delta import Delta
-from editrisk.editing.keys import compute_keys, gather_at_index
+from editrisk.editing.keys import compute_keys, gather_at_index, mean_by_group
 from editrisk.editing.prompts import edit_rows
 from editrisk.editing.solvers import least_squares_update
 from editrisk.editing.targets import optimise_targets
@@ -71,15 +73,13 @@ class MEMIT(KVEditor):
         targets = optimise_targets(
             h, reqs, last, prefixes, self.hparams.target_settings(), token=self.hparams.token
         )
-        plain_rows = edit_rows(
-            h.tokenizer, reqs, [""], with_targets=False, token=self.hparams.token
-        )
+        rows = edit_rows(h.tokenizer, reqs, prefixes, with_targets=False, token=self.hparams.token)
         updates: dict[int, torch.Tensor] = {}
         applied: list[Delta] = []
         try:
             for i, layer in enumerate(layers):
                 keys = compute_keys(h, reqs, [layer], prefixes, token=self.hparams.token)[layer]
-                current = gather_at_index(h, plain_rows, outputs_of=[last])[last]
+                current = mean_by_group(gather_at_index(h, rows, outputs_of=[last])[last], rows)
                 resid = (targets.target - current) / (len(layers) - i)
                 cov = covs[layer]
                 upd = self.solve(

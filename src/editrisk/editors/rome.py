@@ -3,6 +3,8 @@ subject's key k* to the value v* that makes the model say the new target.
 
 Keys and values of all requests come from one batched pass on the unedited model; the
 rank-one updates are then applied in order, each solved against the weight as updated so far.
+A prompt that starts with its subject has two keys (the edited prompt's subject tokens and
+running text's), both mapped to v*: a rank-two update.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 from editrisk.delta import Delta, LowRank
 from editrisk.editing.keys import compute_keys
-from editrisk.editing.solvers import rank_one_update
+from editrisk.editing.solvers import min_norm_update
 from editrisk.editing.targets import optimise_targets
 from editrisk.editors._kv import KVEditor, KVParams, delta_from, weight_out_in
 from editrisk.editors.base import register, require
@@ -64,10 +66,14 @@ class ROME(KVEditor):
             self.hparams.target_settings(),
             token=self.hparams.token,
         )
-        weight = weight_out_in(h, layer)
+        w0 = weight_out_in(h, layer)
+        weight = w0
+        keys, delta = keys.to(w0), targets.delta.to(w0)
         lefts, rights = [], []
-        for k, v in zip(keys.to(weight.device), targets.target.to(weight.device)):
-            left, right = rank_one_update(weight, k, v, cov)
+        for q in range(len(reqs)):  # each request's keys (one, or two) map to its v*
+            k = keys[[g for g, owner in enumerate(targets.owner) if owner == q]].T
+            resid = delta[q][:, None] - (weight - w0) @ k  # v* minus the output so far
+            left, right = min_norm_update(k, resid, cov)
             weight = weight + left @ right.T
             lefts.append(left)
             rights.append(right)
