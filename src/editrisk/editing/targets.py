@@ -22,11 +22,15 @@ import torch
 
 from editrisk.editing.keys import key_owners, mean_by_group, mean_by_request
 from editrisk.editing.prompts import Row, edit_rows
+from editrisk.errors import EditriskError
 from editrisk.hooks import Trace
 from editrisk.models import ModelHandle
 from editrisk.models.kvcache import cache_kwargs, cache_of
 from editrisk.requests import EditRequest
 from editrisk.tokens import pack
+
+DECAYS = ("squared", "paper")
+STOP_RULES = ("nll", "loss", "rows")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,14 @@ class TargetSettings:
     clamp_norm_factor: float = 4.0
     stop_loss: float = 0.05
     kl_template: str = "{} is a"
+    decay: str = "squared"  # "squared": ||delta||^2/||init||^2; "paper": ||delta||/||init||^2
+    stop_on: str = "nll"  # "nll": mean target NLL; "loss": the whole loss; "rows": every row
+
+    def __post_init__(self) -> None:
+        if self.decay not in DECAYS:
+            raise EditriskError(f"decay must be one of {DECAYS}, not {self.decay!r}")
+        if self.stop_on not in STOP_RULES:
+            raise EditriskError(f"stop_on must be one of {STOP_RULES}, not {self.stop_on!r}")
 
 
 @dataclass
@@ -263,10 +275,22 @@ def optimise_targets(
         kl_req = torch.zeros(n, device=dev).index_put(
             (torch.nonzero(active).flatten(),), (ref.exp() * (ref - kl_logp[active])).sum(-1)
         )
-        wd_req = s.weight_decay * delta.pow(2).sum(1) / ref_sq
+        if s.decay == "squared":
+            wd_req = s.weight_decay * delta.pow(2).sum(1) / ref_sq
+        else:  # ROME's and MEMIT's code: linear in ||delta||
+            wd_req = s.weight_decay * delta.norm(dim=1) / ref_sq
         loss_req = nll_req + s.kl_factor * kl_req + wd_req
         history.append(float(loss_req.detach().sum()))
-        done = (nll_req.detach() < s.stop_loss) & active
+        if s.stop_on == "nll":
+            reached = nll_req.detach()
+        elif s.stop_on == "loss":
+            reached = loss_req.detach()
+        else:  # the worst row of each request
+            worst = torch.zeros(n, device=dev).index_reduce(
+                0, batch.request[:n_edit], row_nll.detach(), "amax", include_self=False
+            )
+            reached = torch.where(active, worst, nll_req.detach())
+        done = (reached < s.stop_loss) & active
         active = active & ~done
         if not bool(active.any()) or step == s.steps - 1:
             break

@@ -11,22 +11,34 @@ import torch
 from editrisk.delta import Delta, LowRank
 from editrisk.editing.context import context_prefixes
 from editrisk.editing.covariance import get_corpus, layer_covariances
-from editrisk.editing.targets import TargetSettings
+from editrisk.editing.targets import DECAYS, STOP_RULES, TargetSettings
 from editrisk.editors.base import Editor, HParams, require
 from editrisk.models import ModelHandle
 
-# Per-model defaults. smollm2-135m: ROME's layer from the sweep in benchmarks/bench_layers.py
-# (20 known WorldFacts, layers 2-10: efficacy 0.90 at every layer, paraphrase best at layer 6
-# with 0.82, neighbourhood falling with depth: 0.97 at layer 2, 0.92 at 6, 0.80 at 10); MEMIT
-# spreads over the window ending at that layer. Other models fall back to depth fractions.
+# Per-model defaults, keyed by what the model is (family and shapes, see `model_identity`), so
+# the same weights get the same layers whether loaded by built-in name, from a folder, an
+# `export_model` folder or a hub id. smollm2-135m (SmolLM2-135M, base and Instruct): ROME's
+# layer from the sweep in benchmarks/bench_layers.py (20 known WorldFacts, layers 2-10:
+# paraphrase best at layer 6 with 0.82, neighbourhood falling with depth: 0.97 at layer 2,
+# 0.92 at 6, 0.80 at 10); MEMIT spreads over the window ending at that layer. Other models fall
+# back to depth fractions.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smollm2-135m": {"rome_layer": 6, "memit_layers": (2, 3, 4, 5, 6)},
+    "llama:30x576x1536:v49152": {"rome_layer": 6, "memit_layers": (2, 3, 4, 5, 6)},
 }
 
 
+def model_identity(h: ModelHandle) -> str:
+    """'family:layers x hidden x intermediate:v vocab' -- the same for every copy of a model
+    (and for an edited copy), whatever name or path it was loaded by."""
+    a = h.arch
+    vocab = getattr(h.model.config, "vocab_size", 0)
+    return f"{a.family}:{a.n_layers}x{a.hidden_size}x{a.intermediate_size}:v{vocab}"
+
+
 def default_layers(h: ModelHandle, editor: str) -> tuple[int, ...]:
+    """The per-model default layers of `editor` ("rome": one layer; else MEMIT's window)."""
     n = h.arch.n_layers
-    preset = MODEL_DEFAULTS.get(h.name, {})
+    preset = MODEL_DEFAULTS.get(model_identity(h), {})
     if editor == "rome":
         return (preset.get("rome_layer", max(0, round(0.15 * n))),)
     if "memit_layers" in preset:
@@ -47,6 +59,8 @@ class KVParams(HParams):
     kl_factor: float = 0.0625
     clamp_norm_factor: float = 4.0
     stop_loss: float = 0.05
+    decay: str = "squared"
+    stop_on: str = "nll"
     token: str = "subject_last"
     prefixes: tuple[tuple[int, int], ...] = ((5, 5), (5, 10))  # (count, tokens) per length
     corpus: str = "pydoc"  # 'pydoc', 'model-samples', 'hf:NAME', or paths
@@ -58,6 +72,8 @@ class KVParams(HParams):
         require(self.lr > 0, "lr must be > 0")
         require(self.clamp_norm_factor > 0, "clamp_norm_factor must be > 0")
         require(self.corpus_tokens > 0, "corpus_tokens must be > 0")
+        require(self.decay in DECAYS, f"decay must be one of {DECAYS}")
+        require(self.stop_on in STOP_RULES, f"stop_on must be one of {STOP_RULES}")
         require(all(int(x) >= 0 for x in self.layers), "layers must be >= 0")
 
     def target_settings(self) -> TargetSettings:
@@ -68,6 +84,8 @@ class KVParams(HParams):
             kl_factor=self.kl_factor,
             clamp_norm_factor=self.clamp_norm_factor,
             stop_loss=self.stop_loss,
+            decay=self.decay,
+            stop_on=self.stop_on,
         )
 
 
