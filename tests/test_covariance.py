@@ -65,8 +65,8 @@ def test_one_pass_for_several_layers_matches_reference(tiny, tmp_path, monkeypat
     chunks = _token_chunks(tiny, CORPUS, 24, 300)
     for layer in layers:
         torch.testing.assert_close(got[layer], reference(tiny, layer, chunks), rtol=1e-4, atol=1e-6)
-        info = covariance_info(tiny, layer, CORPUS, 300)
-        assert info["corpus"] == "test-corpus-v1"
+        info = covariance_info(tiny, layer, CORPUS, 300, seq_len=24)
+        assert info["corpus"] == "test-corpus-v1" and info["seq_len"] == "24"
         assert int(info["tokens"]) == sum(len(c) for c in chunks) <= 300
 
 
@@ -85,3 +85,19 @@ def test_cached_layers_are_loaded_and_only_missing_ones_computed(
     # another token budget or corpus is another statistic
     assert covariance_info(tiny, 1, CORPUS, 100) is None
     assert covariance_info(tiny, 1, Corpus(CORPUS.texts, "other"), 200) is None
+
+
+def test_sequence_length_is_part_of_the_cache_key(tiny, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Chunks of 8 tokens give another statistic than chunks of 32 (each chunk's first tokens
+    see little context): the second is computed and cached beside the first, not read from it."""
+    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path))
+    short = layer_covariances(tiny, [1], CORPUS, max_tokens=200, seq_len=8, progress=False)
+    long = layer_covariances(tiny, [1], CORPUS, max_tokens=200, seq_len=32, progress=False)
+    assert not torch.allclose(short[1], long[1])
+    files = sorted(tmp_path.rglob("L1-*.safetensors"))
+    assert len(files) == 2 and all(".tmp" not in f.name for f in files)
+    assert covariance_info(tiny, 1, CORPUS, 200, seq_len=8)["seq_len"] == "8"
+    assert covariance_info(tiny, 1, CORPUS, 200, seq_len=32)["seq_len"] == "32"
+    assert covariance_info(tiny, 1, CORPUS, 200, seq_len=16) is None
+    again = layer_covariances(tiny, [1], CORPUS, max_tokens=200, seq_len=8, progress=False)
+    assert torch.equal(again[1], short[1])

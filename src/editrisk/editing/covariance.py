@@ -2,7 +2,8 @@
 
 One pass over the corpus fills every requested layer (hooks on all of them, the forward
 stopped after the deepest one). Results are cached on disk keyed by model fingerprint, layer,
-corpus identity, token count and dtype, and record which corpus and how many tokens made them.
+corpus identity, token count, sequence length and dtype, and record which corpus, how many
+tokens and what sequence length made them.
 """
 
 from __future__ import annotations
@@ -193,8 +194,11 @@ def _token_chunks(h: ModelHandle, corpus: Corpus, seq_len: int, max_tokens: int)
     return chunks
 
 
-def _path(h: ModelHandle, layer: int, corpus: Corpus, max_tokens: int) -> Path:
-    name = f"L{layer}-{corpus.identity}-{max_tokens}tok-{dtype_name(h.dtype)}.safetensors"
+def _path(h: ModelHandle, layer: int, corpus: Corpus, max_tokens: int, seq_len: int) -> Path:
+    """Cache file of one statistic, named by everything that determines it (the sequence
+    length too: each chunk's first tokens see less context than later ones)."""
+    ident = f"{corpus.identity}-{max_tokens}tok-{seq_len}seq-{dtype_name(h.dtype)}"
+    name = f"L{layer}-{ident}.safetensors"
     return cache_dir() / "stats" / h.fingerprint() / name
 
 
@@ -218,7 +222,7 @@ def layer_covariances(
     out: dict[int, torch.Tensor] = {}
     missing = []
     for layer in layers:
-        path = _path(h, layer, corpus, max_tokens)
+        path = _path(h, layer, corpus, max_tokens, seq_len)
         if path.exists():
             out[layer] = _load(path)[0]
         else:
@@ -256,12 +260,13 @@ def layer_covariances(
                 stats[layer].add(x[~drop] if bool(drop.any()) else x)  # no copy when unpadded
             bar.update(task, advance=int(keep.sum()))
     for layer, stat in stats.items():
-        path = _path(h, layer, corpus, max_tokens)
+        path = _path(h, layer, corpus, max_tokens, seq_len)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         meta = {
             "corpus": corpus.identity,
             "tokens": str(stat.count),
+            "seq_len": str(seq_len),
             "layer": str(layer),
             "module": names[layer],
             "model_fingerprint": h.fingerprint(),
@@ -274,8 +279,9 @@ def layer_covariances(
 
 
 def covariance_info(
-    h: ModelHandle, layer: int, corpus: Corpus, max_tokens: int
+    h: ModelHandle, layer: int, corpus: Corpus, max_tokens: int, seq_len: int = 128
 ) -> dict[str, str] | None:
-    """The recorded provenance (corpus, token count) of a cached statistic, if cached."""
-    path = _path(h, layer, corpus, max_tokens)
+    """The recorded provenance (corpus, token count, sequence length) of a cached statistic,
+    if cached."""
+    path = _path(h, layer, corpus, max_tokens, seq_len)
     return _load(path)[1] if path.exists() else None
