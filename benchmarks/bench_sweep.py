@@ -1,6 +1,6 @@
-"""Sweep costs. (1) A 1-LI sweep of 11 alphas of one ROME edit on smollm2-135m: the edit
-(keys, values, covariance) is computed once and the unedited baseline evaluated once, so each
-further alpha costs one evaluation. (2) An 8-cell vision sweep (fine-tuning, 2 editors x 4
+"""Grid costs. (1) A 1-LI grid of 11 alphas of one ROME edit on smollm2-135m: the edit
+(keys, values, covariance) is computed once and the unedited model evaluated once, so each
+further alpha costs one evaluation. (2) An 8-job vision grid (fine-tuning, 2 editors x 4
 layers, 100 steps each) on the local executor with 1 worker (in-process, 2 threads) and with
 2 workers (1 thread each).
 Target: 2 workers >= 1.5x faster on 2 cores."""
@@ -17,68 +17,68 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from common import report, setup_threads  # noqa: E402
 
-from editrisk.sweep import resolve_sweep, run_sweep  # noqa: E402
-from editrisk.sweep.worker import Worker  # noqa: E402
+from editrisk.engine import resolve, run_study  # noqa: E402
+from editrisk.engine.runner import Contexts  # noqa: E402
 
 ALPHAS = [i / 10 for i in range(11)]
 
 
 def one_li(rows: list[dict]) -> None:
-    cfg = resolve_sweep(
+    cfg = resolve(
         {
             "name": "bench-1li",
             "model": "smollm2-135m",
-            "grid": {"editor": ["rome"], "layer": [6], "alpha": ALPHAS},
+            "data": {"order": "round_robin", "heldout_from": "end", "n_heldout": 20},
             "edit_sets": {"default": {"n": 1}},
-            "evaluation": {"heldout": 20},
+            "protocol": {"name": "batch"},
+            "schedule": {"immediate": False, "final": True, "general_every": 1},
+            "evaluation": {"perplexity_sentences": 0, "request_rows": False},
+            "grid": {"layer": [6], "alpha": ALPHAS},
+            "methods": ["rome"],
         }
     )
+    Contexts(cfg).prepare([])  # model and facts cached outside the timing
     with tempfile.TemporaryDirectory() as tmp:
-        Worker(cfg, tmp).context(0)  # model, facts and caches loaded outside the timing
         t = time.perf_counter()
-        out = run_sweep(cfg, tmp, workers=1).results.rows()
+        out = run_study(cfg, tmp).results.rows()
         wall = time.perf_counter() - t
-    base = next(r for r in out if r["alpha"] == 0.0)
-    edited = [r for r in out if r["alpha"] > 0]
-    edit_s = edited[0]["edit_seconds"]
-    per_alpha = sum(r["eval_seconds"] for r in edited) / len(edited)
+    edit_s = next(r["time.edit_s"] for r in out if r["kind"] == "timing")
     rows += [
-        {"what": "1-LI, 11 alphas: whole sweep (wall)", "seconds": wall},
+        {"what": "1-LI, 11 alphas: whole run (wall, model load included)", "seconds": wall},
         {"what": "  the ROME edit, computed once", "seconds": edit_s},
-        {"what": "  unedited evaluation (alpha 0), once", "seconds": base["eval_seconds"]},
-        {"what": "  per further alpha (scale, apply, evaluate)", "seconds": per_alpha},
-        {
-            "what": "  naive: edit + evaluate at every alpha (estimate)",
-            "seconds": 11 * (edit_s + per_alpha),
-        },  # fmt: skip
-    ]
+        {"what": "  per alpha (scale, apply, evaluate: the rest / 11)",
+         "seconds": (wall - edit_s) / 11},
+        {"what": "  naive: edit + evaluate at every alpha (estimate)",
+         "seconds": 11 * edit_s + (wall - edit_s)},
+    ]  # fmt: skip
 
 
 def workers(rows: list[dict]) -> None:
-    cfg = resolve_sweep(
+    cfg = resolve(
         {
             "name": "bench-workers",
             "family": "vision",
-            "model": {"family": "vgg", "width": 8, "epochs": 8, "size": 32},
-            "grid": {"editor": ["ft-local", "ft-global"], "layer": [1, 2, 3, 4], "alpha": [1.0]},
+            "model": {"arch": "vgg", "width": 8, "epochs": 8, "size": 32},
             "edit_sets": {"default": {"style": "checker", "n_train": 10}},
-            "editor_params": {
-                "ft-local": {"steps": 100, "lr": 0.001},
-                "ft-global": {"steps": 100, "lr": 0.001},
-            },
-            "evaluation": {"n_images": 300},
+            "protocol": {"name": "batch"},
+            "schedule": {"immediate": False, "final": True, "general_every": 1},
+            "data": {"n_images": 300},
+            "grid": {"layer": [1, 2, 3, 4], "alpha": [1.0]},
+            "methods": [
+                {"name": "ft-local", "hparams": {"steps": 100, "lr": 0.001}},
+                {"name": "ft-global", "hparams": {"steps": 100, "lr": 0.001}},
+            ],
         }
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        Worker(cfg, tmp).context(0)  # train (or load) the classifier once, outside the timing
+    Contexts(cfg).get(0)  # train (or load) the classifier once, outside the timing
     walls = {}
     for n in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            done = run_sweep(cfg, tmp, workers=n).results.rows()
+            done = run_study(cfg, tmp, workers=n).results.rows()
             walls[n] = time.perf_counter() - t
-        assert len(done) == 8
-        rows.append({"what": f"8-cell vision sweep, {n} worker(s)", "seconds": walls[n]})
+        assert sum(r["kind"] == "timing" for r in done) == 8
+        rows.append({"what": f"8-job vision grid, {n} worker(s)", "seconds": walls[n]})
     rows.append({"what": "  speed-up of 2 workers (target >= 1.5)", "seconds": walls[1] / walls[2]})
 
 

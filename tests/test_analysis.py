@@ -8,10 +8,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from editrisk.analysis import analyze_run, collapse_step, curve, l1_curve, pearson, spearman
-from editrisk.analysis.stats import ranks
 from editrisk.cli import app
-from editrisk.runs import RunDir
+from editrisk.engine.store import RunDir
+from editrisk.report import analyze_run, collapse_step, curve, l1_curve, pearson, spearman
+from editrisk.report.stats import ranks
 
 
 def test_pearson_and_spearman() -> None:

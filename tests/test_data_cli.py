@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from editrisk.cli import app
 from editrisk.data.jsonl import read_jsonl
 from editrisk.delta import Delta
+from editrisk.engine.store import RunDir
 from editrisk.evaluation.metrics import edit_metrics
 from editrisk.models import load_model
-from editrisk.runs.store import RunDir
 
 runner = CliRunner()
 

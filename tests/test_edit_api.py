@@ -158,7 +158,7 @@ def test_cli_interpolate_writes_curve(tmp_path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    from editrisk.runs import ResultStore
+    from editrisk.engine.store import ResultStore
 
     rows = ResultStore(tmp_path / "run" / "rows.jsonl").rows()
     curve = [r for r in rows if r["kind"] == "1-LI"]

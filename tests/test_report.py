@@ -11,62 +11,81 @@ from pathlib import Path
 
 import pytest
 
+from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
-from editrisk.report import trade_off_rows, write_report
-from editrisk.runs import RunDir
+from editrisk.report import trade_off_points, write_report
 
 
-def sweep_rows() -> list[dict]:
-    """Rows as a sweep writes them: two seeds, so report points are means over seeds."""
+def _row(**kw) -> dict:
+    base = {"run": "t", "edit_set": "default", "protocol": "batch", "n_steps": 1}
+    return {**base, **kw}
+
+
+def grid_rows() -> list[dict]:
+    """Rows as a language grid writes them: two seeds, so report points are means over
+    seeds; alpha 0 is each job's unedited row."""
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.1)):
-        for alpha in (0.0, 0.5, 1.0):
-            for layer in (3, "default"):
-                rows.append(
-                    {
-                        "kind": "trade_off",
-                        "cell": f"rome/L{layer}/s{seed}/default/a{alpha:g}",
-                        "editor": "rome",
-                        "layer": layer,
-                        "alpha": alpha,
-                        "seed": seed,
-                        "edit_set": "default",
-                        "efficacy": alpha,
-                        "edit_margin": alpha - 0.5 + shift,
-                        "heldout": 1.0 - 0.2 * alpha + shift,
-                    }
+        for layer, path in ((3, "layer 3"), ("default", "all layers")):
+            job = {"method": "rome", "layer": layer, "seed": seed}
+            rows.append(
+                _row(
+                    **job,
+                    step=0,
+                    schedule="unedited",
+                    path="unedited",
+                    alpha=0.0,
+                    kind="summary",
+                    **{"efficacy.prob_compare": 0.0, "efficacy.prob_margin": -0.5 + shift},
                 )
-    return rows
+            )
+            rows.append(
+                _row(
+                    **job,
+                    step=0,
+                    schedule="unedited",
+                    path="unedited",
+                    alpha=0.0,
+                    kind="general",
+                    **{"heldout.prob_compare": 1.0 + shift},
+                )
+            )
+            for alpha in (0.5, 1.0):
+                at = {**job, "step": 1, "path": path, "alpha": alpha}
+                rows.append(
+                    _row(
+                        **at,
+                        schedule="final",
+                        kind="summary",
+                        **{
+                            "efficacy.prob_compare": alpha,
+                            "efficacy.prob_margin": alpha - 0.5 + shift,
+                        },
+                    )
+                )
+                rows.append(
+                    _row(
+                        **at,
+                        schedule="general@1",
+                        kind="general",
+                        **{"heldout.prob_compare": 1.0 - 0.2 * alpha + shift},
+                    )
+                )
+    return rows  # fmt: skip
 
 
-def study_rows() -> list[dict]:
-    """Vision-study rows: one metric per row, per-severity accuracies."""
+def vision_rows() -> list[dict]:
+    """Vision rows: unedited and edited accuracies per corruption and severity."""
     rows = []
-    for method, layer, alpha, acc in (("none", None, 0.0, 0.9), ("rewrite", "b.1", 1.0, 0.7)):
-        meta = {
-            "cell": f"m/{method}",
-            "model": "vgg",
-            "method": method,
-            "layer": layer,
-            "alpha": alpha,
-            "schedule": "unedited" if layer is None else "after-edit",
-        }
-        rows += [
-            {**meta, "metric": "edit_success", "value": 1 - acc},
-            {**meta, "metric": "shifted_acc", "value": acc - 0.2},
-        ]
+    for step, sched, path, alpha, acc in ((0, "unedited", "unedited", 0.0, 0.9),
+                                          (1, "general@1", "layer 1", 1.0, 0.7)):  # fmt: skip
+        meta = {"method": "rewrite", "layer": 1, "seed": 0, "step": step, "schedule": sched,
+                "path": path, "alpha": alpha}  # fmt: skip
+        rows.append(_row(**meta, kind="general", **{"shifted_acc.top1": acc - 0.2}))
         for sev in (0, 1, 2):
             for corruption in ("noise", "blur"):
-                rows.append(
-                    {
-                        **meta,
-                        "metric": "accuracy",
-                        "set": "general",
-                        "corruption": corruption,
-                        "severity": sev,
-                        "value": acc - 0.1 * sev,
-                    }
-                )
+                rows.append(_row(**meta, kind="accuracy", set="general", corruption=corruption,
+                                 severity=sev, **{"acc.top1": acc - 0.1 * sev}))  # fmt: skip
     return rows
 
 
@@ -83,38 +102,40 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def test_trade_off_points_average_over_seeds() -> None:
-    pts = trade_off_rows(sweep_rows())
-    assert {p["line"] for p in pts} == {"rome / layer 3", "rome / all layers"}
-    p = next(p for p in pts if p["line"] == "rome / layer 3" and p["alpha"] == 1.0)
+    pts = trade_off_points(grid_rows())
+    assert {p["line"] for p in pts} == {"rome @L3 / layer 3", "rome / all layers"}
+    p = next(p for p in pts if p["line"] == "rome @L3 / layer 3" and p["alpha"] == 1.0)
     assert p["n"] == 2
-    assert p["edit_margin"] == pytest.approx(0.55)  # (0.5 + 0.6) / 2
-    assert p["heldout"] == pytest.approx(0.85)
+    assert p["efficacy.prob_margin"] == pytest.approx(0.55)  # (0.5 + 0.6) / 2
+    assert p["heldout.prob_compare"] == pytest.approx(0.85)
+    p0 = next(p for p in pts if p["line"] == "rome / all layers" and p["alpha"] == 0.0)
+    assert p0["heldout.prob_compare"] == pytest.approx(1.05) and p0["n"] == 2
 
 
-def test_sweep_report_has_curves_choices_and_csvs(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", sweep_rows())
+def test_grid_report_has_curves_choices_and_csvs(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", grid_rows())
     page = write_report(run.path)
     html = page.read_text()
     assert page == run.path / "report" / "index.html"
     assert "<svg" in html and "Trade-off" in html
     # self-contained: nothing to fetch (inline data or in-page anchors only)
     assert not re.search(r'(src|href)="(?!data:|#)', html)
-    table = read_csv(page.parent / "trade_off_heldout.csv")
+    table = read_csv(page.parent / "trade_off_heldout.prob_compare.csv")
     assert len(table) == 6  # 2 lines x 3 alphas
-    choices = read_csv(page.parent / "alpha_choices_heldout.csv")
-    # threshold policy on edit_margin >= 0: the most robust alpha is the smallest reaching it
-    thr = [c for c in choices if c["policy"] == "threshold" and c["line"] == "rome / layer 3"]
+    choices = read_csv(page.parent / "alpha_choices_heldout.prob_compare.csv")
+    # threshold 0.5 on efficacy: the most robust alpha that reaches it
+    thr = [c for c in choices if c["policy"] == "threshold" and c["line"] == "rome @L3 / layer 3"]
     assert float(thr[0]["alpha"]) == 0.5
-    assert (page.parent / "trade_off_heldout.png").stat().st_size > 1000
-    assert (page.parent / "trade_off_heldout.svg").exists()
+    assert (page.parent / "trade_off_heldout.prob_compare.png").stat().st_size > 1000
+    assert len(read_csv(page.parent / "results.csv")) == 6
 
 
-def test_study_report_has_severity_curves(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", study_rows())
+def test_vision_report_has_severity_curves(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", vision_rows())
     page = write_report(run.path, tmp_path / "out")
     table = read_csv(page.parent / "corruption_severity.csv")
     assert len(table) == 2 * 3  # (unedited, rewrite) x 3 severities, means over corruptions
-    edited = [r for r in table if "rewrite" in r["model / method / layer"]]
+    edited = [r for r in table if "rewrite" in r["line"]]
     assert [float(r["accuracy"]) for r in edited] == pytest.approx([0.7, 0.6, 0.5])
     assert "corruption severity" in page.read_text()
 
@@ -125,6 +146,14 @@ def test_report_refuses_empty_or_foreign_folders(tmp_path: Path) -> None:
     make_run(tmp_path / "empty", [])
     with pytest.raises(EditriskError, match="no result rows"):
         write_report(tmp_path / "empty")
+
+
+def test_row_values_never_become_file_names(tmp_path: Path) -> None:
+    rows = [{**r, "kind": "x/../../../../escape", "method": "../../m"} for r in grid_rows()]
+    run = make_run(tmp_path / "a" / "b" / "run", rows)
+    write_report(run.path)
+    outside = {p for p in tmp_path.rglob("*") if run.path not in p.parents and p != run.path}
+    assert outside == {tmp_path / "a", tmp_path / "a" / "b"}
 
 
 def browse(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -155,7 +184,7 @@ def test_browser_check_sees_script_errors(tmp_path: Path) -> None:
 
 
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", sweep_rows() + study_rows())
+    run = make_run(tmp_path / "run", grid_rows() + vision_rows())
     page = write_report(run.path)
     shot = tmp_path / "shot.png"
     res = browse(tmp_path, f"--screenshot={shot}", page.as_uri())
@@ -164,4 +193,4 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     dom = browse(tmp_path, "--dump-dom", page.as_uri()).stdout
     assert 'data-ready="1"' in dom  # the page's script ran to its end
-    assert dom.count("<svg") >= 3  # language and vision trade-offs, severity curves
+    assert dom.count("<svg") >= 2  # the trade-off and the severity curves

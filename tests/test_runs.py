@@ -7,7 +7,7 @@ import json
 import pytest
 
 from editrisk import EditriskError
-from editrisk.runs import ResultStore, RunDir
+from editrisk.engine.store import ResultStore, RunDir
 
 
 def test_rows_append_and_read(tmp_path) -> None:

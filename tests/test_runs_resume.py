@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from editrisk import EditriskError
-from editrisk.protocols.config import load_config
-from editrisk.protocols.runner import run_config
+from editrisk.engine import load_config, resolve, run_study, select_methods
 
 FAST = dict(
     layers=[1],
@@ -33,7 +32,7 @@ FAST = dict(
 CONFIG = {
     "name": "resume",
     "model": "tiny-gpt2",
-    "seed": 3,
+    "grid": {"seed": [3]},
     "data": {"source": "worldfacts", "n_edits": 8, "n_heldout": 6, "filter_known": False},
     "protocol": {"name": "sequential", "batch_size": 1},
     "schedule": {"retention_every": 3, "general_every": 4},
@@ -80,7 +79,7 @@ def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch, workers) ->
     cfg_path.write_text(yaml.safe_dump(CONFIG))
     cfg = load_config(cfg_path)
     whole = tmp_path / "whole"
-    run_config(cfg, whole)  # uninterrupted, in this process (also fills the shared caches)
+    run_study(cfg, whole)  # uninterrupted, in this process (also fills the shared caches)
 
     killed = tmp_path / "killed"
     cmd = [*CLI, "run", str(cfg_path), "--run-dir", str(killed), "--no-progress"]
@@ -110,7 +109,7 @@ def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch, workers) ->
         # Same numbers up to float reduction order: the uninterrupted run ran in this
         # process (2 threads), the killed and resumed one in a 1-thread subprocess.
         assert _close(r, by_key[r["key"]]), f"row {r['key']} differs after resume"
-    run_config(cfg, killed)  # rerunning a finished run adds nothing
+    run_study(cfg, killed)  # rerunning a finished run adds nothing
     assert len(_rows(killed)) == len(got)
 
 
@@ -119,10 +118,10 @@ def test_resume_refuses_a_different_config(tmp_path, monkeypatch) -> None:
     small = {**CONFIG, "data": {**CONFIG["data"], "n_edits": 2}, "methods": ["ft"]}
     p = tmp_path / "a.yaml"
     p.write_text(yaml.safe_dump(small))
-    run_config(load_config(p), tmp_path / "run")
-    p.write_text(yaml.safe_dump({**small, "seed": 4}))
-    with pytest.raises(EditriskError, match="different config"):
-        run_config(load_config(p), tmp_path / "run")
+    run_study(load_config(p), tmp_path / "run")
+    p.write_text(yaml.safe_dump({**small, "grid": {"seed": [4]}}))
+    with pytest.raises(EditriskError, match=r"different config \(grid.seed: \[3\] there"):
+        run_study(load_config(p), tmp_path / "run")
 
 
 def _config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -136,8 +135,8 @@ def _config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_parallel_workers_write_the_rows_of_a_serial_run(tmp_path, monkeypatch) -> None:
     cfg = load_config(_config_file(tmp_path, monkeypatch))
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
-    run_config(cfg, serial)
-    run_config(cfg, parallel, workers=2)
+    run_study(cfg, serial)
+    run_study(cfg, parallel, workers=2)
     got, want = _rows(parallel), _rows(serial)
     assert len(got) == len(want) and {r["method"] for r in got} == {"d4s", "ft"}
     by_key = {r["key"]: r for r in want}
@@ -153,7 +152,7 @@ def test_only_runs_a_subset_with_the_rows_of_the_whole_run(tmp_path, monkeypatch
 
     cfg_path = _config_file(tmp_path, monkeypatch)
     whole, part = tmp_path / "whole", tmp_path / "part"
-    run_config(load_config(cfg_path), whole)
+    run_study(load_config(cfg_path), whole)
     runner = CliRunner()
     args = ["run", str(cfg_path), "--run-dir", str(part), "--no-progress"]
     res = runner.invoke(app, [*args, "--only", "nope"])
@@ -177,17 +176,27 @@ def test_only_runs_a_subset_with_the_rows_of_the_whole_run(tmp_path, monkeypatch
 
 
 def test_a_method_joins_a_run_only_under_a_new_label_or_unchanged(tmp_path, monkeypatch) -> None:
-    from editrisk.protocols.config import select_methods
-
-    cfg = load_config(_config_file(tmp_path, monkeypatch))
-    cfg = {**cfg, "data": {**cfg["data"], "n_edits": 2}}
+    path = _config_file(tmp_path, monkeypatch)
+    raw = {**CONFIG, "data": {**CONFIG["data"], "n_edits": 2}}
+    cfg = resolve(raw, str(path))
     run = tmp_path / "run"
-    run_config(select_methods(cfg, ["ft"], "cfg"), run)
-    changed = {**cfg["methods"][1], "hparams": {**cfg["methods"][1]["hparams"], "lr": 0.5}}
+    run_study(select_methods(cfg, ["ft"]), run)
+    changed = {**raw["methods"][1], "hparams": {**raw["methods"][1]["hparams"], "lr": 0.5}}
     with pytest.raises(EditriskError, match="different config"):
-        run_config({**cfg, "methods": [changed]}, run)
+        run_study(resolve({**raw, "methods": [changed]}), run)
     with pytest.raises(EditriskError, match="different config"):  # same methods, other seed
-        run_config({**select_methods(cfg, ["d4s"], "cfg"), "seed": 9}, run)
+        run_study(select_methods(resolve({**raw, "grid": {"seed": [9]}}), ["d4s"]), run)
     assert [m["label"] for m in yaml.safe_load((run / "config.yaml").read_text())["methods"]] == [
         "ft"
     ]
+
+
+def test_one_writer_per_run_directory(tmp_path, monkeypatch) -> None:
+    """A second process cannot write a run directory another one is writing."""
+    from editrisk.engine import RunDir
+
+    cfg = load_config(_config_file(tmp_path, monkeypatch))
+    run = RunDir(tmp_path / "run")
+    with run.writer(), pytest.raises(EditriskError, match="another editrisk process"):
+        run_study(cfg, run.path)
+    assert not (run.path / "rows.jsonl").exists()

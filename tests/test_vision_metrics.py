@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from editrisk.errors import EditriskError
+from editrisk.evaluation.robustness import sigmoid
 from editrisk.vision.metrics import (
     ShiftSuite,
     accuracy,
@@ -16,7 +17,6 @@ from editrisk.vision.metrics import (
     fit_logit_linear,
     mean_corruption_error,
     shifted_accuracy,
-    sigmoid,
 )
 from editrisk.vision.tasks import STYLES, digits_rewrite_task
 

@@ -1,34 +1,27 @@
-"""The vision study end to end on a tiny config, its resume, its report, and the CLI."""
+"""The vision study through the engine on a tiny config: its rows, resume, the relative
+measures against the unedited model, the CLI alias and the corruption preview."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from editrisk.cli import app
+from editrisk.engine import load_run, resolve, run_study
 from editrisk.errors import EditriskError
-from editrisk.runs import RunDir
-from editrisk.vision.report import summary
-from editrisk.vision.study import StudyConfig, VisionStudy
 
 TINY = {
     "name": "tiny",
-    "size": 16,
-    "classifiers": [{"family": "vgg", "width": 4, "epochs": 2}],
-    "testbed": {"widths": [2], "epochs": [0, 1]},
-    "task": {"style": "checker", "classes": [0, 1], "n_train": 4},
-    "shifts": {
-        "corruptions": ["fog", "gaussian_noise"],
-        "severities": [1, 3],
-        "n_images": 40,
-        "n_edit_images": 20,
-    },
-    "methods": {"rewrite": {}, "ft-local": {"steps": 2}},
-    "layers": [1, -1],
-    "alphas": [1.0, 0.5],
+    "family": "vision",
+    "model": {"arch": "vgg", "width": 4, "epochs": 2, "size": 16},
+    "data": {"n_images": 40, "n_edit_images": 20, "testbed": {"widths": [2], "epochs": [0, 1]}},
+    "edit_sets": {"checker": {"style": "checker", "classes": [0, 1], "n_train": 4}},
+    "protocol": {"name": "batch"},
+    "schedule": {"immediate": False, "final": True, "general_every": 1},
+    "evaluation": {"corruptions": ["fog", "gaussian_noise"], "severities": [1, 3]},
+    "grid": {"layer": [1, -1], "alpha": [0.0, 0.5, 1.0], "edit_set": ["checker"]},
+    "methods": ["rewrite", {"name": "ft-local", "hparams": {"steps": 2}}],
 }
 
 
@@ -40,49 +33,51 @@ def cache(tmp_path_factory):
         yield
 
 
-def test_study_rows_resume_and_report(tmp_path, cache) -> None:
+def test_study_rows_resume_and_relative_measures(tmp_path, cache) -> None:
     out = tmp_path / "run"
-    VisionStudy(StudyConfig.from_dict(TINY), out, log=lambda s: None).run_all()
-    rows = RunDir(out).results.rows()
+    run_study(resolve(TINY), out)
+    rows = load_run(out).rows
+    general = {(r["method"], r["layer"], r["alpha"]): r for r in rows if r["kind"] == "general"}
+    assert len(general) == 2 * 2 * 3  # methods x layers x alphas (alpha 0: each job's unedited)
+    for (_, _, alpha), r in general.items():
+        assert 0 <= r["clean_acc.top1"] <= 1 and 0 <= r["shifted_acc.top1"] <= 1
+        if alpha == 0.0:  # the unedited model against itself
+            assert r["relative_robustness.top1"] == 0 and r["mce.vs_unedited"] == pytest.approx(1)
+        assert "effective_robustness.logit_fit" in r
+    assert {r["layer"] for r in rows} == {1, -1}
+    assert {r["path"] for r in rows if r["kind"] == "summary" and r["layer"] == -1} == {
+        "unedited", "layer 6"  # -1 is the table's last layer, the head, index 6
+    }  # fmt: skip
+    acc = [r for r in rows if r["kind"] == "accuracy" and r["step"] == 1 and r["alpha"] == 1.0
+           and r["method"] == "rewrite" and r["layer"] == 1]  # fmt: skip
+    assert len(acc) == 2 * (1 + 2 * 2)  # (general, edit) x (clean + 2 corruptions x 2 sev)
+    testbed = [r for r in rows if r["kind"] == "testbed" and r["method"] == "rewrite"
+               and r["layer"] == 1]  # fmt: skip
+    assert len(testbed) == 3  # two checkpoints and the unedited model itself
     n = len(rows)
-    table = summary(RunDir(out))
-    assert len(table) == 1 + 2 * 2 * 2  # base + methods x layers x alphas
-    base = next(r for r in table if r["method"] == "none")
-    assert base["relative_robustness"] == 0 and base["mce"] == pytest.approx(1.0)
-    for r in table:
-        assert 0 <= r["clean_acc"] <= 1 and 0 <= r["edit_success"] <= 1
-    acc_rows = [r for r in rows if r["metric"] == "accuracy" and r["cell"] == table[1]["cell"]]
-    assert len(acc_rows) == 2 * (1 + 2 * 2)  # (general, edit) x (clean + 2 corruptions x 2 sev)
-    # resuming adds nothing
-    VisionStudy(StudyConfig.from_dict(TINY), out, log=lambda s: None).run_all()
-    assert len(RunDir(out).results) == n
-    # alpha 0.5 (1-LI) is recorded separately from alpha 1
-    assert {r["alpha"] for r in table if r["method"] == "rewrite"} == {0.5, 1.0}
+    run_study(resolve(TINY), out)  # resuming adds nothing
+    assert len(load_run(out).rows) == n
 
 
 def test_config_errors() -> None:
     with pytest.raises(EditriskError, match="unknown key"):
-        StudyConfig.from_dict({**TINY, "bogus": 1})
+        resolve({**TINY, "bogus": 1})
     with pytest.raises(EditriskError, match="unknown editor"):
-        StudyConfig.from_dict({**TINY, "methods": {"nope": {}}})
-    with pytest.raises(EditriskError, match="record 0"):
-        StudyConfig.from_dict({**TINY, "classifiers": [{"family": "alexnet"}]})
-    with pytest.raises(EditriskError, match="corruptions"):
-        StudyConfig.from_dict({**TINY, "shifts": {"corruptions": ["snow"]}})
+        resolve({**TINY, "methods": ["nope"]})
+    with pytest.raises(EditriskError, match="model.arch"):
+        resolve({**TINY, "model": {"arch": "alexnet"}})
+    with pytest.raises(EditriskError, match="did you mean 'n_train'"):
+        resolve({**TINY, "edit_sets": {"checker": {"ntrain": 3}}})
 
 
 def test_cli_study_and_corrupt(tmp_path, cache) -> None:
     cfg = tmp_path / "study.yaml"
-    cfg.write_text(
-        yaml.safe_dump({**TINY, "methods": {"rewrite": {}}, "layers": [-1], "alphas": [1.0]})
-    )
+    cfg.write_text(yaml.safe_dump({**TINY, "methods": ["rewrite"], "grid": {"layer": [-1]}}))
     runner = CliRunner()
     res = runner.invoke(app, ["vision", "study", str(cfg), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "r" / "report.md").is_file() and (
-        tmp_path / "r" / "robustness.png"
-    ).is_file()
-    assert json.loads((tmp_path / "r" / "task.json").read_text())["style"] == "checker"
+    assert (tmp_path / "r" / "report" / "index.html").is_file()
+    assert (tmp_path / "r" / "report" / "corruption_severity.png").is_file()
     png = tmp_path / "grid.png"
     res = runner.invoke(
         app, ["vision", "corrupt", "-o", str(png), "--size", "16", "--corruptions", "fog,pixelate"]
@@ -95,3 +90,7 @@ def test_cli_study_and_corrupt(tmp_path, cache) -> None:
     assert bad.exit_code == 2
     missing = runner.invoke(app, ["vision", "study", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2
+    language = tmp_path / "lang.yaml"
+    language.write_text(yaml.safe_dump({"methods": ["rome"]}))
+    res = runner.invoke(app, ["vision", "study", str(language)])
+    assert res.exit_code == 2 and "family is 'language'" in res.output

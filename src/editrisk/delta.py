@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +93,21 @@ class Delta:
     def names(self) -> list[str]:
         return list(self.updates)
 
+    def layer(self, name: str) -> int | None:
+        """The layer of parameter `name`: the architecture table's index when the delta
+        carries one (metadata `layers`, set by the family that made the edit), else the
+        first integer of the name."""
+        table = self.metadata.get("layers") or {}
+        return table[name] if name in table else layer_of(name)
+
     @property
     def layers(self) -> list[int]:
-        return sorted({ly for n in self.updates if (ly := layer_of(n)) is not None})
+        return sorted({ly for n in self.updates if (ly := self.layer(n)) is not None})
+
+    def with_layers(self, layer_index: Callable[[str], int | None]) -> Delta:
+        """This delta, its parameters labelled with the layer index `layer_index` gives."""
+        table = {n: layer_index(n) for n in self.updates}
+        return self._derive(dict(self.updates), layers=table)
 
     def dense(self, name: str) -> torch.Tensor:
         return _dense(self.updates[name])
@@ -134,7 +146,7 @@ class Delta:
             keep &= wanted
         if layers is not None:
             wanted_layers = set(layers)
-            keep = {n for n in keep if layer_of(n) in wanted_layers}
+            keep = {n for n in keep if self.layer(n) in wanted_layers}
         return self._derive(
             {n: u for n, u in self.updates.items() if n in keep}, restricted_to=sorted(keep)
         )
@@ -149,9 +161,13 @@ class Delta:
                 out[n] = LowRank(torch.cat([a.left, b.left], 1), torch.cat([a.right, b.right], 1))
             else:
                 out[n] = _dense(out[n]) + _dense(u)
-        return Delta(
-            out, {"composed_of": [self.metadata.get("editor"), other.metadata.get("editor")]}
-        )
+        meta: dict[str, Any] = {
+            "composed_of": [self.metadata.get("editor"), other.metadata.get("editor")]
+        }
+        layers = {**(self.metadata.get("layers") or {}), **(other.metadata.get("layers") or {})}
+        if layers:
+            meta["layers"] = layers
+        return Delta(out, meta)
 
     def to_dense(self) -> Delta:
         return self._derive({n: _dense(u) for n, u in self.updates.items()})

@@ -1,8 +1,14 @@
-"""Weight diagnostics: L1 (sum and mean |w|), Frobenius, spectral norm, condition number."""
+"""Weight diagnostics: L1 (sum and mean |w|), Frobenius, spectral norm, condition number, and
+the per-step rows of every edited matrix."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from editrisk.delta import Delta
 
 
 def spectral_norm(matrix: torch.Tensor, iters: int = 0, seed: int = 0) -> float:
@@ -42,3 +48,30 @@ def matrix_norms(
     if condition and m.ndim >= 2:
         out["cond"] = condition_number(m)
     return out
+
+
+def step_diagnostics(
+    model: torch.nn.Module,
+    cumulative: Delta,
+    step: Delta | None = None,
+    spectral_iters: int = 8,
+    condition: bool = False,
+) -> list[dict[str, float | int | str | None]]:
+    """One row per edited parameter: norms of the weight (`weight.`), of the cumulative delta
+    since the start (`cum.`) and of this step's delta (`step.`). `condition` adds the weight's
+    condition number (an SVD: not cheap)."""
+    params = dict(model.named_parameters())
+    rows: list[dict[str, float | int | str | None]] = []
+    for name in sorted(cumulative.names):
+        row: dict[str, float | int | str | None] = {
+            "param": name,
+            "param_layer": cumulative.layer(name),
+        }
+        parts = [("weight", params[name], condition), ("cum", cumulative.dense(name), False)]
+        if step is not None and name in step.updates:
+            parts.append(("step", step.dense(name), False))
+        for prefix, matrix, cond in parts:
+            norms = matrix_norms(matrix, spectral_iters=spectral_iters, condition=cond)
+            row.update({f"{prefix}.{k}": v for k, v in norms.items()})
+        rows.append(row)
+    return rows

@@ -22,14 +22,19 @@ Evaluate = Callable[[nn.Module], dict[str, float]]
 DEFAULT_ALPHAS = tuple(i / 10 for i in range(11))
 
 
-def paths(delta: Delta) -> dict[str, Delta]:
-    """'layer L' for each edited layer, plus 'all layers' when there is more than one."""
+def path_label(delta: Delta) -> str:
+    """'layer L' when `delta` edits one layer, else 'all layers'."""
     layers = delta.layers
-    if not layers:
-        return {"all layers": delta}
-    out = {f"layer {layer}": delta.restrict(layers=[layer]) for layer in layers}
-    if len(layers) > 1 or len(delta.restrict(layers=layers)) < len(delta):
-        out["all layers"] = delta
+    one = len(layers) == 1 and len(delta.restrict(layers=layers)) == len(delta)
+    return f"layer {layers[0]}" if one else "all layers"
+
+
+def paths(delta: Delta, each: bool = True) -> dict[str, Delta]:
+    """The 1-LI paths of an edit: the whole edit (labelled by `path_label`) and, with `each`,
+    every edited layer alone. Layers are the architecture table's (`Delta.layer`)."""
+    out = {path_label(delta): delta}
+    if each and out.get("all layers") is not None:
+        out = {f"layer {ly}": delta.restrict(layers=[ly]) for ly in delta.layers} | out
     return out
 
 

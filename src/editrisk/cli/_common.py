@@ -46,3 +46,15 @@ def cli_errors(fn: F) -> F:
 def fmt(v: Any) -> str:
     """A table cell: floats to 4 significant digits, None as empty."""
     return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Set torch's CPU threads: `threads`, or (0) as many as the cores other processes
+    leave free, so a competing process slows editrisk down, not to a crawl."""
+    import torch
+
+    from editrisk.settings import free_cores
+
+    n = threads if threads > 0 else free_cores()
+    torch.set_num_threads(n)
+    return n

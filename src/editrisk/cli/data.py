@@ -97,9 +97,9 @@ def eval_cmd(
     writes one row per request and a summary row to the run directory."""
     from editrisk.data import load_requests
     from editrisk.delta import Delta
+    from editrisk.engine.store import RunDir
     from editrisk.evaluation.suite import evaluate
     from editrisk.models import load_model
-    from editrisk.runs.store import RunDir
 
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
     held = load_requests(str(heldout)) if heldout else None

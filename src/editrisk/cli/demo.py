@@ -1,22 +1,49 @@
-"""`editrisk demo`: the main job on the built-in default model, ending with an HTML report."""
+"""`editrisk demo`: the main job on the built-in default (real model, real facts, offline):
+the shipped configs `editrisk/configs/demo_language.yaml` and `demo_vision.yaml` run through
+the engine, their results printed, and an HTML report of each."""
 
 from __future__ import annotations
 
-import typer
+from importlib.resources import files
+from pathlib import Path
 
-from editrisk.cli._common import DeviceOpt, cli_errors, console
+import typer
+from rich.table import Table
+
+from editrisk.cli._common import cli_errors, console, fmt, set_threads
+
+COLUMNS = {
+    "language": ("efficacy.prob_compare", "generalization.prob_compare",
+                 "specificity.prob_compare", "heldout.prob_compare"),
+    "vision": ("edit_success.top1", "edit_success_shifted.top1", "clean_acc.top1",
+               "shifted_acc.top1"),
+}  # fmt: skip
 
 
 @cli_errors
 def demo(
-    model: str = typer.Option("smollm2-135m", help="model to run on"),
-    out: str = typer.Option("runs/demo", help="run directory for the rows"),
-    facts: int = typer.Option(4, min=1, help="facts to edit"),
+    model: str = typer.Option(None, help="language model (default: the config's smollm2-135m)"),
+    out: Path = typer.Option(Path("runs/demo"), help="folder for the two run directories"),
     vision: bool = typer.Option(True, help="also edit the digits classifier"),
-    device: str = DeviceOpt,
+    device: str = typer.Option(None, help="override the configs' device"),
+    threads: int = typer.Option(0, help="torch CPU threads (0: the free cores)"),
 ) -> None:
-    """The main job on the built-in default (real model, real facts, offline), ending with an
-    HTML report of the run."""
-    from editrisk.demo import run_demo
+    """Edit real facts in the real model (ROME, MEMIT, D4S in a row, then their 1-LI paths)
+    and a concept in the digits classifier, measure what the edits cost, write HTML reports.
+    Run again to resume (or reuse) the same run directories."""
+    from editrisk.engine import load_config, run_study
+    from editrisk.report import trade_off_points, write_report
 
-    run_demo(model, device=device, out=out, n_facts=facts, vision=vision, console=console)
+    set_threads(threads)
+    parts = ["language", "vision"] if vision else ["language"]
+    for part in parts:
+        path = files("editrisk.configs").joinpath(f"demo_{part}.yaml")
+        cfg = load_config(str(path), model=model if part == "language" else None, device=device)
+        console.print(f"[bold]{cfg.name}[/bold]: {len(cfg.methods)} editor(s) on {cfg.model}")
+        rd = run_study(cfg, out / part, show_progress=True, console=console)
+        cols = COLUMNS[part]
+        table = Table("line", "alpha", *cols, title=f"{cfg.name}: results at the end")
+        for p in trade_off_points(rd.results.rows()):
+            table.add_row(p["line"], fmt(p["alpha"]), *(fmt(p.get(c)) for c in cols))
+        console.print(table)
+        console.print(f"[bold]report:[/bold] {write_report(rd.path)}")

@@ -154,7 +154,7 @@ def export(
 
 @cli_errors
 def interpolate(
-    model: str = typer.Argument(..., help="a model, or a sweep's run directory"),
+    model: str = typer.Argument(..., help="a model, or a run directory"),
     delta: Path = typer.Option(None, help="Delta file (safetensors) to interpolate"),
     request: str = typer.Option(None, help="the edit's requests (file or JSON)"),
     alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="alpha grid"),
@@ -166,26 +166,24 @@ def interpolate(
     """1-LI: each edited layer alone (and all together) scaled by every alpha; edit
     success and held-out knowledge per point, monotonicity check, chosen alphas.
 
-    MODEL with --delta and --request interpolates one saved edit; a sweep's run directory
-    instead interpolates every edit the sweep saved (rows in RUN_DIR/interpolate)."""
+    MODEL with --delta and --request interpolates one saved edit; a run directory instead
+    interpolates the final edit of each of its jobs (rows in RUN_DIR/interpolate)."""
     try:
         grid = [float(a) for a in alphas.split(",")]
     except ValueError as err:
         raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
     if (Path(model) / "config.yaml").is_file():
+        from editrisk.engine import interpolate_run
         from editrisk.report import write_report
-        from editrisk.sweep import interpolate_run
 
-        run, choices = interpolate_run(model, grid, out, threshold)
-        for c in choices:
-            console.print(f"{c['task']} {c['path']}: alpha {c['alpha']} ({c['policy']}: "
-                          f"{c['reason']})")  # fmt: skip
+        run = interpolate_run(model, grid, out)
         console.print(f"rows written to {run.path}; report: {write_report(run.path)}")
         return
     if delta is None or request is None:
         raise EditriskError("interpolating a saved edit needs --delta and --request")
     from editrisk.data.worldfacts import build_worldfacts, round_robin
     from editrisk.delta import Delta
+    from editrisk.engine.store import RunDir
     from editrisk.evaluation.general import heldout_accuracy
     from editrisk.evaluation.metrics import edit_metrics, summarize
     from editrisk.interpolation import (
@@ -196,7 +194,6 @@ def interpolate(
         trade_off,
     )
     from editrisk.models import load_model
-    from editrisk.runs import RunDir
 
     reqs = _requests(request, None, None, None, None)
     d = Delta.load(delta)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from editrisk.cli._common import cli_errors, console
+from editrisk.cli._common import cli_errors, console, set_threads
 from editrisk.errors import EditriskError, InputError
 
 vision_app = typer.Typer(
@@ -59,35 +59,24 @@ def corrupt_cmd(
 def study_cmd(
     config: Path,
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<name>)"),
-    threads: int = typer.Option(0, help="torch threads (0: leave as is)"),
+    threads: int = typer.Option(0, help="torch threads (0: the free cores)"),
 ) -> None:
-    """Run the vision study in CONFIG (YAML) into a resumable run directory, then report."""
-    import torch
+    """`editrisk run` of a vision study CONFIG (family: vision), then its HTML report."""
+    from editrisk.engine import load_config, run_study
+    from editrisk.report import write_report
 
-    from editrisk.settings import read_config_file
-    from editrisk.vision.report import markdown_table, summary, write_report
-    from editrisk.vision.study import StudyConfig, VisionStudy
-
-    cfg = StudyConfig.from_dict(read_config_file(config), source=str(config))
-    if threads:
-        torch.set_num_threads(threads)
-    run = VisionStudy(cfg, out or Path("runs") / cfg.name, log=console.print).run_all()
-    report = write_report(run)
-    from editrisk.runs import RunDir
-
-    console.print(markdown_table(summary(RunDir(run))))
-    console.print(f"report: {report}")
+    cfg = load_config(config)
+    if cfg.family != "vision":
+        raise InputError(f"family is {cfg.family!r}; use `editrisk run`", file=str(config))
+    set_threads(threads)
+    rd = run_study(cfg, out or Path("runs") / cfg.name, show_progress=True, console=console)
+    console.print(f"report: {write_report(rd.path)}")
 
 
 @vision_app.command("report")
 @cli_errors
 def report_cmd(run: Path) -> None:
-    """Rebuild report.md and the plots of a vision study run directory from its rows."""
-    from editrisk.runs import RunDir
-    from editrisk.vision.report import markdown_table, summary, write_report
+    """The HTML report of a vision study run directory (as `editrisk report`)."""
+    from editrisk.report import write_report
 
-    if not (run / "rows.jsonl").is_file():
-        raise InputError("not a vision study run (no rows.jsonl)", file=str(run))
-    path = write_report(run)
-    console.print(markdown_table(summary(RunDir(run))))
-    console.print(f"report: {path}")
+    console.print(f"report: {write_report(run)}")

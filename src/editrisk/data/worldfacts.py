@@ -22,9 +22,9 @@ from pathlib import Path
 
 from editrisk.errors import EditriskError
 from editrisk.evaluation.scoring import score_targets
+from editrisk.files import atomic_write_text
 from editrisk.models import ModelHandle
 from editrisk.requests import EditRequest, Neighbour
-from editrisk.runs.store import atomic_write_text
 from editrisk.settings import cache_dir
 
 BUILDER_VERSION = 1

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
+from editrisk.files import atomic_write_text
 from editrisk.models import ModelHandle
 from editrisk.models.kvcache import cache_kwargs, cache_of
-from editrisk.runs.store import atomic_write_text
 from editrisk.settings import cache_dir
 
 DEFAULT_PREFIX_SPEC: tuple[tuple[int, int], ...] = ((5, 5), (5, 10))  # (count, tokens)

@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 
 from editrisk.editing.context import sample_texts
 from editrisk.errors import EditriskError
+from editrisk.files import atomic_write_text
 from editrisk.hooks import Trace
 from editrisk.models import ModelHandle
-from editrisk.runs.store import atomic_write_text
 from editrisk.settings import cache_dir, dtype_name
 from editrisk.tokens import pack
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from editrisk.errors import EditriskError
 from editrisk.evaluation.metrics import score_pairs
+from editrisk.evaluation.robustness import fit_logit_linear
 from editrisk.models import ModelHandle
 from editrisk.requests import EditRequest
 
@@ -190,28 +191,19 @@ def relative_robustness(
     return out
 
 
-def _logit(p: float, eps: float = 1e-4) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return math.log(p / (1 - p))
-
-
 def logit_fit(testbed: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares line logit(shifted) = a * logit(clean) + b over (clean, shifted) points."""
     if len(testbed) < 2:
         raise EditriskError("effective robustness needs a testbed of at least 2 models")
-    xs = [_logit(c) for c, _ in testbed]
-    ys = [_logit(s) for _, s in testbed]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    if var == 0:
-        raise EditriskError("testbed models all have the same clean accuracy; cannot fit a line")
-    a = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var
-    return a, my - a * mx
+    fit = fit_logit_linear([c for c, _ in testbed], [s for _, s in testbed])
+    return fit.slope, fit.intercept
 
 
 def effective_robustness(
     clean: float, shifted: float, testbed: Sequence[tuple[float, float]]
 ) -> float:
     """Shifted accuracy above what the testbed's logit-linear fit predicts from clean accuracy."""
-    a, b = logit_fit(testbed)
-    return shifted - 1 / (1 + math.exp(-(a * _logit(clean) + b)))
+    logit_fit(testbed)  # the size check and its message
+    return fit_logit_linear([c for c, _ in testbed], [s for _, s in testbed]).effective_robustness(
+        clean, shifted
+    )

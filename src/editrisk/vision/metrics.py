@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 
 from editrisk.errors import EditriskError
+from editrisk.evaluation.robustness import LogitFit, fit_logit_linear
 from editrisk.vision.corruptions import CORRUPTIONS, SEVERITIES, corrupt_suite
+
+__all__ = ["LogitFit", "ShiftSuite", "fit_logit_linear"]
 
 Key = tuple[str, int]  # (corruption, severity); ("clean", 0) is the clean set
 
@@ -64,44 +66,6 @@ def shifted_accuracy(acc: dict[Key, float]) -> float:
     """Mean accuracy over every (corruption, severity) in `acc` (clean excluded)."""
     vals = [v for k, v in acc.items() if k[0] != "clean"]
     return sum(vals) / len(vals) if vals else float("nan")
-
-
-def logit(p: float, eps: float = 1e-4) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return math.log(p / (1 - p))
-
-
-def sigmoid(z: float) -> float:
-    return 1 / (1 + math.exp(-z))
-
-
-@dataclass(frozen=True)
-class LogitFit:
-    """logit(shifted) = slope * logit(clean) + intercept, fitted across a testbed."""
-
-    slope: float
-    intercept: float
-    n_models: int
-
-    def predict(self, clean_acc: float) -> float:
-        return sigmoid(self.slope * logit(clean_acc) + self.intercept)
-
-    def effective_robustness(self, clean_acc: float, shifted_acc: float) -> float:
-        return shifted_acc - self.predict(clean_acc)
-
-
-def fit_logit_linear(clean: Iterable[float], shifted: Iterable[float]) -> LogitFit:
-    """Least-squares line through (logit clean, logit shifted) of the testbed models."""
-    xs = [logit(c) for c in clean]
-    ys = [logit(s) for s in shifted]
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise EditriskError(f"a logit-linear fit needs >= 2 models; got {len(xs)}")
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx == 0:
-        raise EditriskError("testbed models all have the same clean accuracy; cannot fit a line")
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    return LogitFit(slope, my - slope * mx, len(xs))
 
 
 class ShiftSuite:

@@ -1,4 +1,4 @@
-"""Checkpoints of a sequential run: after step s, the cumulative delta (safetensors), the
+"""Checkpoints of a job: after step s, the cumulative Delta (safetensors), the
 editor's memory (safetensors) and the step position. Each checkpoint is written into a
 temporary folder and renamed into place, so a killed process leaves the previous one intact."""
 
@@ -22,7 +22,7 @@ _PREFIX = "step-"
 @dataclass
 class Checkpoint:
     step: int
-    cumulative: dict[str, torch.Tensor]
+    cumulative: Delta
     editor_state: dict[str, Any]
     meta: dict[str, Any]
 
@@ -30,7 +30,7 @@ class Checkpoint:
 def save_checkpoint(
     folder: Path,
     step: int,
-    cumulative: dict[str, torch.Tensor],
+    cumulative: Delta,
     editor_state: dict[str, Any],
     meta: dict[str, Any],
     keep: int = 1,
@@ -43,7 +43,7 @@ def save_checkpoint(
     tmp = folder / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    Delta(cumulative, {"kind": "cumulative", "step": step}).save(tmp / "cumulative.safetensors")
+    cumulative.save(tmp / "cumulative.safetensors")
     state = {k: v.detach().cpu().contiguous() for k, v in editor_state.items()}
     save_file(state, str(tmp / "editor.safetensors"))
     (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, sort_keys=True))
@@ -63,4 +63,4 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
     meta = json.loads((path / "meta.json").read_text())
     cum = Delta.load(path / "cumulative.safetensors")
     state = load_file(str(path / "editor.safetensors"))
-    return Checkpoint(int(meta["step"]), {n: cum.dense(n) for n in cum.names}, state, meta)
+    return Checkpoint(int(meta["step"]), cum, state, meta)

@@ -1,4 +1,5 @@
-"""Run directories: resolved config, environment and fingerprint at start; append-only rows.
+"""The one results store: a run directory holds the resolved config, environment and model
+record, append-only `rows.jsonl` (the source of truth) and its CSV/parquet exports.
 
 Rows are JSON lines appended with a single `write` each and fsynced, so a killed process never
 leaves a torn row that a reader would take for data: an incomplete last line (no newline) is
@@ -22,19 +23,9 @@ from typing import Any
 import yaml
 
 from editrisk.errors import EditriskError
+from editrisk.files import atomic_write_text
 
 TRACKED_PACKAGES = ("editrisk", "torch", "transformers", "safetensors", "numpy", "gguf")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def environment() -> dict[str, Any]:
@@ -212,8 +203,10 @@ class RunDir:
                 stored = yaml.safe_load(self.config_path.read_text())
                 merged = _with_new_methods(stored, config)
                 if merged is None:
+                    why = _differs(stored, config)
                     raise EditriskError(
-                        f"{self.path} holds a run with a different config; use a new run directory"
+                        f"{self.path} holds a run with a different config ({why}); "
+                        "use a new run directory"
                     )
             else:
                 stored, merged = None, config
@@ -228,7 +221,35 @@ class RunDir:
     def config(self) -> dict[str, Any]:
         if not self.config_path.exists():
             raise EditriskError(f"{self.path} is not a run directory (no config.yaml)")
-        return yaml.safe_load(self.config_path.read_text())
+        try:
+            cfg = yaml.safe_load(self.config_path.read_text())
+        except yaml.YAMLError as err:
+            raise EditriskError(f"{self.config_path}: not valid YAML ({err})") from err
+        if not isinstance(cfg, dict):
+            raise EditriskError(f"{self.config_path}: not a run config (not a mapping)")
+        return cfg
+
+    def model_info(self) -> dict[str, Any]:
+        path = self.path / "model.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[RunDir]:
+        """Hold the run directory's writer lock for the block: one process writes a run
+        directory at a time (its forked workers append under the rows lock)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EditriskError(
+                    f"{self.path} is being written by another editrisk process; wait for it "
+                    "or choose another run directory"
+                ) from None
+            yield self
+        finally:
+            os.close(fd)
 
     def export(self) -> list[Path]:
         """Write rows.csv (and rows.parquet when pyarrow is present)."""
@@ -236,3 +257,53 @@ class RunDir:
         with contextlib.suppress(EditriskError):  # pyarrow missing
             out.append(self.results.to_parquet(self.path / "rows.parquet"))
         return out
+
+
+def _differs(stored: dict[str, Any], new: dict[str, Any], where: str = "") -> str:
+    """The first key where two configs differ, with both values."""
+    for k in sorted(set(stored) | set(new), key=str):
+        a, b = stored.get(k), new.get(k)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                return _differs(a, b, f"{where}{k}.")
+            return f"{where}{k}: {a!r} there, {b!r} here"
+    return "no difference"
+
+
+class Run:
+    """A finished or running study read back: its config, model record and rows."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.dir = RunDir(path)
+        self.config = self.dir.config()
+        self.model = self.dir.model_info()
+        self.rows = self.dir.results.rows()
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    def select(self, **where: Any) -> list[dict[str, Any]]:
+        """Rows whose columns equal every `where` value."""
+        return [r for r in self.rows if all(r.get(k) == v for k, v in where.items())]
+
+    def to_pandas(self) -> Any:
+        """All rows as a pandas DataFrame (identity columns first)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows)
+        first = [c for c in IDENTITY if c in df.columns]
+        return df[first + sorted(c for c in df.columns if c not in first)]
+
+
+def load_run(path: str | Path) -> Run:
+    """The run directory at `path` (any study: protocol run, grid, vision study, demo)."""
+    return Run(path)
+
+
+# The identity columns of every row (README: "The row schema"); metrics are `<metric>.<convention>`.
+IDENTITY = (
+    "run", "family", "model", "fingerprint", "method", "editor", "layer", "path", "alpha",
+    "seed", "edit_set", "protocol", "batch_size", "step", "n_steps", "edits", "schedule",
+    "kind", "request", "key",
+)  # fmt: skip

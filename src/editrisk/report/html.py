@@ -1,11 +1,10 @@
 """`editrisk report RUN_DIR`: one self-contained HTML page (plots inline as SVG, no network
-needed to open it) of everything a run directory measured, with PNG/SVG plots and CSV tables
-beside it.
+needed to open it) of any run, with PNG/SVG plots and CSV tables beside it.
 
-Sections appear when the run has the rows for them: trade-off curves (edit success against
-general robustness along alpha, one line per method/layer; from sweeps, `interpolate`, the
-demo and the vision study), accuracy against corruption severity, efficacy/retention/norm
-against the number of edits (sequential runs), and any other result tables.
+Every section reads the one row schema: the results at the end of each job (per method,
+layer, 1-LI path and alpha), trade-off curves along alpha, accuracy against corruption
+severity (vision), and efficacy/retention/general ability/norm against the number of edits.
+File names are fixed by the report, never taken from the rows.
 """
 
 from __future__ import annotations
@@ -15,19 +14,18 @@ import html
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
+from editrisk.files import atomic_write_text
 from editrisk.interpolation import monotonicity_violations, select_knee, select_threshold
-from editrisk.runs import RunDir, atomic_write_text
+from editrisk.report.curves import EDIT_KEYS, ROBUST_KEYS, line_label, trade_off_points
 
 Row = dict[str, Any]
-EDIT_KEYS = ("edit_success", "edit_margin", "efficacy")  # first present is the y axis
-ROBUST_KEYS = ("shifted_acc", "heldout", "clean_acc", "specificity")  # first present is x
-SKIP_TABLE_KINDS = {"trade_off", "1-LI", "summary", "diagnostics", "request", "general"}
 
 
 @dataclass
@@ -36,60 +34,6 @@ class Section:
     text: str = ""
     plots: list[tuple[str, str]] = field(default_factory=list)  # (file stem, inline svg)
     tables: list[tuple[str, list[Row]]] = field(default_factory=list)  # (csv stem, rows)
-
-
-# -- row views ------------------------------------------------------------------------------
-
-
-def _study_wide(rows: Sequence[Row]) -> list[Row]:
-    """Vision-study rows (one metric per row) pivoted to one row per edited cell."""
-    cells: dict[str, Row] = {}
-    for r in rows:
-        if r.get("schedule") not in ("after-edit", "unedited") or r.get("metric") == "accuracy":
-            continue
-        c = cells.setdefault(
-            r["cell"],
-            {
-                "line": f"{r['model']} {r['method']} / {r.get('layer') or 'unedited'}",
-                "alpha": float(r.get("alpha", 1.0)),
-            },
-        )
-        c[r["metric"]] = r["value"]
-    return list(cells.values())
-
-
-def trade_off_rows(rows: Sequence[Row]) -> list[Row]:
-    """Rows {line, alpha, metrics...}: one point of one trade-off curve each, averaged over
-    seeds and edit sets (n = how many went into the mean)."""
-    points: list[Row] = []
-    for r in rows:
-        if r.get("kind") == "trade_off":  # sweeps
-            path = "all layers" if r["layer"] == "default" else f"layer {r['layer']}"
-            points.append({**r, "line": f"{r['editor']} / {path}"})
-        elif r.get("kind") == "1-LI" or r.get("protocol") == "1-LI":  # interpolate, demo
-            prefix = f"{r['editor']} / " if r.get("editor") else ""
-            points.append({**r, "line": prefix + r["path"]})
-    points += _study_wide([r for r in rows if "metric" in r and "cell" in r])
-    groups: dict[tuple[str, float], list[Row]] = defaultdict(list)
-    for p in points:
-        groups[(p["line"], float(p["alpha"]))].append(p)
-    out = []
-    for (line, alpha), ps in sorted(groups.items()):
-        keys = {k for p in ps for k, v in p.items() if _num(v) and k not in ("alpha", "seed")}
-        mean = {k: sum(p[k] for p in ps if _num(p.get(k))) / len(ps) for k in sorted(keys)}
-        out.append({"line": line, "alpha": alpha, "n": len(ps), **mean})
-    return out
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _first_key(rows: Sequence[Row], keys: Iterable[str]) -> str | None:
-    return next((k for k in keys if any(k in r for r in rows)), None)
-
-
-# -- plots ----------------------------------------------------------------------------------
 
 
 def _figure() -> tuple[Any, Any]:
@@ -121,15 +65,13 @@ def _save(fig: Any, folder: Path, stem: str) -> str:
 
 
 def _trade_off_sections(points: list[Row], folder: Path) -> list[Section]:
-    """One section per (edit, robustness) metric pair: language and vision curves measure
-    different things and get separate plots."""
-    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for line in dict.fromkeys(p["line"] for p in points):
-        pts = [p for p in points if p["line"] == line]
-        edit, robust = _first_key(pts, EDIT_KEYS), _first_key(pts, ROBUST_KEYS)
-        if edit is not None and robust is not None:
-            groups[(edit, robust)] += pts
-    return [_trade_off_section(pts, e, r, folder) for (e, r), pts in groups.items()]
+    """One section per (edit, robustness) metric pair present in the run."""
+    edit = next((k for k in EDIT_KEYS if any(k in p for p in points)), None)
+    robust = next((k for k in ROBUST_KEYS if any(k in p for p in points)), None)
+    alphas = {p["alpha"] for p in points}
+    if edit is None or robust is None or len(alphas) < 2:
+        return []
+    return [_trade_off_section(points, edit, robust, folder)]
 
 
 def _trade_off_section(points: list[Row], edit: str, robust: str, folder: Path) -> Section:
@@ -150,13 +92,14 @@ def _trade_off_section(points: list[Row], edit: str, robust: str, folder: Path) 
     sec = Section(
         f"Trade-off: {edit} against {robust}",
         f"Each line scales one edit's change by alpha (1-layer interpolation; 'all layers' "
-        f"scales every edited layer together). y: {edit}; x: {robust}. Points average over "
+        f"scales every edited layer together; alpha 0 is the unedited model). y: {edit} of "
+        f"all edits at the end; x: {robust} after the last step. Points average over "
         f"seeds and edit sets (n). Choices: 'threshold' takes the most robust alpha whose "
         f"{edit} reaches the threshold, 'knee' the point farthest from the curve's chord.",
         plots=[(stem, _save(fig, folder, stem))],
     )
     as_path = [{**p, "path": p["line"]} for p in points if edit in p and robust in p]
-    threshold = 0.5 if edit != "edit_margin" else 0.0
+    threshold = 0.5
     choices, bad = [], []
     for line in lines:
         if not any(p["path"] == line for p in as_path):
@@ -176,22 +119,28 @@ def _trade_off_section(points: list[Row], edit: str, robust: str, folder: Path) 
 
 
 def _corruption_section(rows: Sequence[Row], folder: Path) -> Section | None:
-    acc = [r for r in rows if r.get("metric") == "accuracy" and r.get("set") == "general"]
+    acc = [r for r in rows if r.get("kind") == "accuracy" and r.get("set") == "general"]
     if not acc:
         return None
+    last: dict[tuple, int] = defaultdict(int)
+    for r in acc:
+        key = (r.get("method"), r.get("layer"), r.get("seed"))
+        last[key] = max(last[key], r.get("step") or 0)
     groups: dict[tuple[str, int], list[float]] = defaultdict(list)
     for r in acc:
-        label = f"{r['model']} {r['method']}" + (f" / {r['layer']}" if r.get("layer") else "")
-        if r.get("alpha", 1.0) not in (0.0, 1.0):
+        if r.get("step") not in (0, last[(r.get("method"), r.get("layer"), r.get("seed"))]):
+            continue
+        label = "unedited" if r.get("schedule") == "unedited" else line_label(r)
+        if r.get("alpha") not in (0.0, 1.0):
             label += f" a={r['alpha']:g}"
-        groups[(label, int(r["severity"]))].append(float(r["value"]))
+        groups[(label, int(r["severity"]))].append(float(r["acc.top1"]))
     table = [
-        {"model / method / layer": k[0], "severity": k[1], "accuracy": sum(v) / len(v), "n": len(v)}
+        {"line": k[0], "severity": k[1], "accuracy": sum(v) / len(v), "n": len(v)}
         for k, v in sorted(groups.items())
     ]
     fig, ax = _figure()
-    for label in dict.fromkeys(t["model / method / layer"] for t in table):
-        pts = [t for t in table if t["model / method / layer"] == label]
+    for label in dict.fromkeys(t["line"] for t in table):
+        pts = [t for t in table if t["line"] == label]
         ax.plot([t["severity"] for t in pts], [t["accuracy"] for t in pts], marker="o", ms=3,
                 label=label)  # fmt: skip
     ax.set_xlabel("corruption severity (0 = clean)")
@@ -200,28 +149,28 @@ def _corruption_section(rows: Sequence[Row], folder: Path) -> Section | None:
     _legend(ax)
     return Section(
         "Accuracy against corruption severity",
-        "General test set, every corruption at every severity, averaged over corruptions.",
+        "General test set after the last step, every corruption at every severity, averaged "
+        "over corruptions.",
         plots=[("corruption_severity", _save(fig, folder, "corruption_severity"))],
         tables=[("corruption_severity", table)],
     )
 
 
-def _sequential_section(run: RunDir, rows: Sequence[Row], folder: Path) -> Section | None:
-    if not any(r.get("kind") == "summary" and "edits" in r for r in rows):
+def _sequential_section(run: RunDir, rows: Sequence[Row]) -> Section | None:
+    if max((r.get("n_steps") or 0 for r in rows), default=0) < 2:
         return None
-    from editrisk.analysis import analyze_run
+    from editrisk.report.analysis import analyze_run
 
-    rep = analyze_run(run.path)
+    metric = next((k for k in EDIT_KEYS if any(k in r for r in rows)), EDIT_KEYS[-1])
+    rep = analyze_run(run.path, metric=metric)
     sec = Section(
-        "Sequential editing: efficacy, retention and weight norm against the number of edits",
+        "Editing over many steps: efficacy, retention and weight norm against the number of edits",
         "Schedules as labelled in each plot: 'immediate' evaluates a step's own edits right "
-        "after it, 'retention@N' all edits so far after N edits, 'general@N' general ability.",
+        "after it, 'retention@N' all edits so far every N steps, 'general@N' general ability.",
         tables=[("sequential_summary", rep.rows)],
     )
     for png in rep.plots:
-        svg = png.with_suffix(".svg")
-        text = svg.read_text() if svg.exists() else None
-        sec.plots.append((png.stem, text or _png_img(png)))
+        sec.plots.append((png.stem, _png_img(png)))
     return sec
 
 
@@ -230,23 +179,6 @@ def _png_img(png: Path) -> str:
 
     data = base64.b64encode(png.read_bytes()).decode()
     return f'<img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
-
-
-def _other_tables(rows: Sequence[Row]) -> Section | None:
-    groups: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
-        if "metric" in r or r.get("kind") in SKIP_TABLE_KINDS or r.get("protocol") == "1-LI":
-            continue
-        groups[str(r.get("kind") or r.get("protocol") or "rows")].append(r)
-    if not groups:
-        return None
-    return Section(
-        "Results", "Other result rows, as stored.",
-        tables=[(f"rows_{k.replace(' ', '_')}", v) for k, v in groups.items()],
-    )  # fmt: skip
-
-
-# -- HTML -----------------------------------------------------------------------------------
 
 
 def _write_csv(path: Path, rows: Sequence[Row]) -> None:
@@ -318,13 +250,25 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise EditriskError(f"{run.path}: no result rows to report")
     folder = Path(out) if out else run.path / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    sections = [s for s in (_other_tables(rows),) if s is not None]  # headline results first
-    sections += _trade_off_sections(trade_off_rows(rows), folder)
-    sections += [
-        s
-        for s in (_corruption_section(rows, folder), _sequential_section(run, rows, folder))
-        if s is not None
+    points = trade_off_points(rows)
+    sections = [
+        Section(
+            "Results at the end of each job",
+            "Per method, layer, 1-LI path and alpha: edit metrics of all edits at the end "
+            "and general ability after the last step (alpha 0: the unedited model), "
+            "averaged over seeds and edit sets (n).",
+            tables=[("results", points)],
+        )
     ]
+    sections += _trade_off_sections(points, folder)
+    sections += [
+        s for s in (_corruption_section(rows, folder), _sequential_section(run, rows)) if s
+    ]
+    failed = [r for r in rows if r.get("kind") == "failed"]
+    if failed:
+        sections.append(
+            Section("Failed steps", "Edits refused as not finite.", tables=[("failed", failed)])
+        )
     parts = [
         f"<h1>editrisk report: {html.escape(str(config.get('name', run.path.name)))}</h1>",
         f"<p>{len(rows)} rows from <code>{html.escape(str(run.path.resolve()))}</code>.</p>",
@@ -338,14 +282,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
             if table:
                 parts.append(_table_html(stem, table))
     parts.append(
-        "<h2>Configuration</h2><pre>"
+        "<details><summary>Configuration</summary><pre>"
         + html.escape(json.dumps(config, indent=2, default=str))
-        + "</pre>"
+        + "</pre></details>"
     )
     for extra in ("model.json", "environment.json"):
         if (run.path / extra).exists():
             parts.append(
-                f"<h3>{extra}</h3><pre>{html.escape((run.path / extra).read_text())}</pre>"
+                f"<details><summary>{extra}</summary>"
+                f"<pre>{html.escape((run.path / extra).read_text())}</pre></details>"
             )
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -121,3 +121,46 @@ class Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell of the grid without its alpha: an editor at a layer, on one edit set with one
+    seed, driven through the protocol. Every alpha of the grid is an evaluation of its edit."""
+
+    method: str  # label
+    editor: str
+    hparams: tuple[tuple[str, Any], ...]
+    layer: int | str
+    seed: int
+    edit_set: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.method}/L{self.layer}/s{self.seed}/{self.edit_set}"
+
+    @property
+    def folder(self) -> str:
+        """A safe folder name (labels and edit-set names are validated as safe)."""
+        return self.id.replace("/", "__")
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "editor": self.editor,
+            "layer": self.layer,
+            "seed": self.seed,
+            "edit_set": self.edit_set,
+        }
+
+
+def plan_jobs(cfg: Any) -> list[Job]:
+    """Editor x layer x seed x edit set, in config order (alphas are evaluations of a job)."""
+    g = cfg.grid
+    return [
+        Job(m.label, m.name, tuple(sorted(m.hparams.items())), layer, seed, es)
+        for m in cfg.methods
+        for layer in g.layer
+        for seed in g.seed
+        for es in g.edit_set
+    ]

@@ -1,5 +1,6 @@
-"""`editrisk analyze RUN_DIR`: per-method curves, L1-vs-accuracy correlations and collapse
-steps, written as PNG plots, summary.csv and summary.md under RUN_DIR/analysis/."""
+"""`editrisk analyze RUN_DIR`: per-method curves against the number of edits, L1-vs-accuracy
+correlations and collapse steps, as PNG plots, summary.csv, summary.md and summary.json under
+RUN_DIR/analysis/. Works on every run (a run without steps gets a one-point table)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from editrisk.analysis.curves import Point, collapse_step, curve, l1_curve, methods
-from editrisk.analysis.stats import pearson, spearman
+from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
-from editrisk.runs import RunDir, atomic_write_text
+from editrisk.files import atomic_write_text
+from editrisk.report.curves import EDIT_KEYS, Point, collapse_step, curve, l1_curve, methods
+from editrisk.report.stats import pearson, spearman
 
 EDIT_METRICS = ("efficacy", "generalization", "specificity")
-GENERAL_METRICS = ("heldout.prob_compare", "perplexity")
+GENERAL_METRICS = ("heldout.prob_compare", "perplexity", "shifted_acc.top1")
 
 
 @dataclass
-class Report:
+class Analysis:
     folder: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
@@ -66,11 +68,11 @@ def method_summary(
     xs, ys = [p[0] for p in paired], [p[1] for p in paired]
     held = curve(rows, method, "heldout.prob_compare", "general@", kind="general")
     ppl = curve(rows, method, "perplexity", "general@", kind="general")
-    proto = next((r["protocol"] for r in rows if r.get("method") == method), None)
+    mine = [r for r in rows if r.get("method") == method]
     return {
         "method": method,
-        "protocol": proto,
-        "edits": max((r.get("edits", 0) for r in rows if r.get("method") == method), default=0),
+        "protocol": next((r["protocol"] for r in mine if "protocol" in r), None),
+        "edits": max((r.get("edits") or 0 for r in mine), default=0),
         f"immediate {metric}": (
             sum(v for _, v in immediate) / len(immediate) if immediate else None
         ),
@@ -84,42 +86,36 @@ def method_summary(
         "spearman rho": spearman(xs, ys),
         "n": len(paired),
         "collapse at edit": collapse_step(retention, threshold),
+        "failed steps": sum(1 for r in mine if r.get("kind") == "failed"),
     }
 
 
 def _plot(
-    rows: list[dict[str, Any]],
-    names: list[str],
-    metric: str,
-    schedule: str,
-    kind: str,
-    path: Path,
-    ylabel: str,
-) -> Path | None:
+    rows: list[dict[str, Any]], names: list[str], metric: str, schedule: str, kind: str,
+    path: Path, ylabel: str,
+) -> Path | None:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    series = {
+        m: l1_curve(rows, m) if metric == "L1" else curve(rows, m, metric, schedule, kind)
+        for m in names
+    }
+    if not any(len(pts) > 1 for pts in series.values()):
+        return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
-    for m in names:
-        pts = l1_curve(rows, m) if metric == "L1" else curve(rows, m, metric, schedule, kind)
+    for m, pts in series.items():
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m)
-            drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
     ax.set_xlabel("number of edits")
     ax.set_ylabel(ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     labels = sorted(
-        {
-            r["schedule"]
-            for r in rows
-            if r.get("kind") == kind and str(r.get("schedule", "")).startswith(schedule)
-        }
-    )
+        {r["schedule"] for r in rows if r.get("kind") == kind
+         and str(r.get("schedule", "")).startswith(schedule)}
+    )  # fmt: skip
     ax.set_title(f"{ylabel}\nschedule: {', '.join(labels)}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -129,17 +125,21 @@ def _plot(
     return path
 
 
-def analyze_run(
-    run_dir: str | Path, metric: str = "efficacy.prob_compare", threshold: float = 0.5
-) -> Report:
-    """Analyse a run directory; collapse = retention `metric` below `threshold` for good."""
+def analyze_run(run_dir: str | Path, metric: str | None = None, threshold: float = 0.5) -> Analysis:
+    """Analyse a run directory; collapse = retention `metric` below `threshold` for good.
+    `metric` defaults to the family's edit success (efficacy.prob_compare, edit_success.top1)."""
     rd = RunDir(run_dir)
     rd.config()  # refuses a folder that is not a run
     rows = rd.results.rows()
     if not rows:
         raise EditriskError(f"{rd.path}: no result rows yet")
+    if metric is None:
+        metric = next((k for k in EDIT_KEYS if any(k in r for r in rows)), EDIT_KEYS[-1])
+    if not any(metric in r for r in rows):
+        have = sorted({k for r in rows if r.get("kind") == "summary" for k in r if "." in k})
+        raise EditriskError(f"{rd.path}: no rows measure {metric!r}; metrics here: {have}")
     names = methods(rows)
-    rep = Report(rd.path / "analysis")
+    rep = Analysis(rd.path / "analysis")
     rep.folder.mkdir(parents=True, exist_ok=True)
     rep.rows = [method_summary(rows, m, metric, threshold) for m in names]
     convention = metric.split(".", 1)[1] if "." in metric else "prob_compare"

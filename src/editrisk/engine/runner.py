@@ -1,0 +1,262 @@
+"""Drive one job (an editor at a layer, on an edit set, with a seed) through the protocol,
+evaluate on the schedule at every alpha of the grid, record rows and checkpoint.
+
+Weights change only through Deltas: the model holds W0 + the cumulative Delta, applied with a
+backup of W0, so every state is W0 plus a float32 sum, bitwise the same after a resume (W0
+from a fresh load, the cumulative Delta from the checkpoint). A step whose edit is not finite
+is refused by the Delta guard: it is recorded as failed and the model and editor stay as they
+were before the step. Every step reseeds the RNGs from (seed, job, step); each row has a `key`,
+and rows already stored are not written again when a step is redone after a kill.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from editrisk.delta import Delta
+from editrisk.diagnostics import step_diagnostics
+from editrisk.editors import get_editor
+from editrisk.editors.base import Editor
+from editrisk.engine.checkpoint import latest_checkpoint, save_checkpoint
+from editrisk.engine.config import StudyConfig
+from editrisk.engine.plan import Job, Protocol, Schedule, Step
+from editrisk.engine.store import RunDir
+from editrisk.errors import EditriskError
+from editrisk.families.base import Family, Row
+from editrisk.interpolation import paths
+
+Progress = Callable[[str, int, int], None]
+
+
+def step_seed(seed: int, label: str, step: int) -> int:
+    """The seed of one step (so a resumed run draws the same numbers)."""
+    return zlib.crc32(f"{seed}:{label}:{step}".encode())
+
+
+def _seed_all(s: int) -> None:
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def _key(*parts: Any) -> str:
+    return "|".join(str(p) for p in parts)
+
+
+class ModelState:
+    """The model as W0 + one Delta at a time; `show` swaps which Delta (bitwise exact)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.current = Delta()
+
+    def show(self, delta: Delta) -> None:
+        """Make the model W0 + `delta`; a non-finite delta is refused and W0 + the previous
+        one kept."""
+        if delta is self.current:
+            return
+        self.current.revert(self.module)
+        try:
+            delta.apply(self.module)
+        except EditriskError:
+            self.current.apply(self.module)
+            raise
+        self.current = delta
+
+    def reset(self) -> None:
+        self.show(Delta())
+
+
+class JobRunner:
+    """One job of a study on one family context, writing into a run directory."""
+
+    def __init__(self, fam: Family, job: Job, cfg: StudyConfig, rd: RunDir) -> None:
+        self.fam, self.job, self.cfg, self.rd = fam, job, cfg, rd
+        params = {**dict(job.hparams), **fam.check_layer(job.layer)}
+        self.editor: Editor = get_editor(job.editor, params)
+        self.protocol = Protocol(**cfg.protocol.model_dump())
+        self.schedule = Schedule(**cfg.schedule.model_dump())
+        self.alphas = [a for a in cfg.grid.alpha if a > 0.0]
+        self.requests = fam.edit_set(job.edit_set)
+        self.steps = self.protocol.steps(self.requests)
+        self.folder = rd.path / "checkpoints" / job.folder
+        self.state = ModelState(fam.module)
+        self.common = {
+            "run": cfg.name,
+            "family": cfg.family,
+            "model": fam.model_info()["model"],
+            "fingerprint": fam.model_info()["fingerprint"],
+            **job.identity(),
+            "protocol": self.protocol.name,
+            "batch_size": self.protocol.batch_size,
+            "n_steps": len(self.steps),
+        }
+        self.written = {r.get("key") for r in rd.results if r.get("method") == job.method}
+
+    def record(self, rows: list[Row]) -> None:
+        fresh = [r for r in rows if r["key"] not in self.written]
+        self.rd.results.append(fresh)
+        self.written.update(r["key"] for r in fresh)
+
+    def run(self, progress: Progress | None = None) -> None:
+        """Run the job, resuming from its latest checkpoint."""
+        fam, n = self.fam, len(self.requests)
+        fam.warm(self.editor)
+        start, cum = 0, Delta()
+        ck = latest_checkpoint(self.folder)
+        if ck is not None:
+            start, cum = ck.step, ck.cumulative
+            self.editor.load_state_dict(ck.editor_state)
+            self.state.show(cum)
+        done = sum(len(s.requests) for s in self.steps[:start])
+        if progress is not None:
+            progress(self.job.id, done, n)
+        try:
+            if start == 0:
+                self.record(self.unedited_rows())
+            for step in self.steps[start:]:
+                cum = self._step(step, cum)
+                if step.index % self.cfg.checkpoint_every == 0 or step.index == len(self.steps):
+                    meta = {"job": self.job.id, "seed": self.job.seed}
+                    save_checkpoint(self.folder, step.index, cum, self.editor.state_dict(), meta)
+                if progress is not None:
+                    progress(self.job.id, step.edits_after if self.protocol.accumulates else
+                             sum(len(s.requests) for s in self.steps[: step.index]), n)  # fmt: skip
+        finally:
+            self.state.reset()
+
+    def unedited_rows(self) -> list[Row]:
+        """Step 0, on the unedited model: every request of the edit set, general ability
+        when the schedule measures it, and the family's reference rows (a testbed)."""
+        _seed_all(step_seed(self.job.seed, self.job.id, 0))
+        base = {**self.common, "step": 0, "edits": 0, "schedule": "unedited"}
+        base |= {"path": "unedited", "alpha": 0.0}
+        whats = [("edits", self.requests)]
+        if self.schedule.general_every:
+            whats.append(("general", []))
+        rows = []
+        for what, reqs in whats:
+            rows += self._rows(base, self.fam.evaluate(what, reqs), what)
+        rows += self._rows(base, self.fam.reference_rows(), "reference")
+        return rows
+
+    def _rows(self, base: Row, rows: list[Row], what: str) -> list[Row]:
+        k0 = _key(self.job.id, base["step"], base["schedule"], base["path"], base["alpha"])
+        out = []
+        for r in rows:
+            sub = [r.get(c) for c in ("request", "shift", "set", "corruption", "severity",
+                                      "testbed_model") if c in r]  # fmt: skip
+            out.append({**base, **r, "key": _key(k0, what, r["kind"], *sub)})
+        return out
+
+    def _step(self, step: Step, cum: Delta) -> Delta:
+        """One editor call, its diagnostics and the evaluations due; returns the new
+        cumulative Delta (the old one when the step failed)."""
+        job, dg = self.job, self.cfg.diagnostics
+        _seed_all(step_seed(job.seed, job.id, step.index))
+        base = {**self.common, "step": step.index, "edits": step.edits_after}
+        saved = {k: v.clone() for k, v in self.editor.state_dict().items()}
+        t0 = time.perf_counter()
+        delta = self.fam.edit(self.editor, step.requests)
+        seconds = time.perf_counter() - t0
+        delta = Delta({n: delta.dense(n).detach().float() for n in delta.names}, delta.metadata)
+        new = accumulate(cum, delta) if self.protocol.accumulates else delta
+        rows: list[Row] = []
+        meta = {**base, "schedule": "immediate", "path": None, "alpha": None}
+        try:
+            self.state.show(new)
+        except EditriskError as err:  # a diverged edit: refused, recorded, the model kept
+            self.editor.load_state_dict(saved)
+            new = cum
+            rows.append({**meta, "kind": "failed", "reason": str(err),
+                         "key": _key(job.id, step.index, "failed")})  # fmt: skip
+        else:
+            for d in step_diagnostics(self.fam.module, new, delta, dg.spectral_iters, dg.condition):
+                rows.append(
+                    {**meta, "kind": "diagnostics", **d,
+                     "key": _key(job.id, step.index, "diag", d["param"])}
+                )  # fmt: skip
+        rows.append({**meta, "kind": "timing", "time.edit_s": seconds,
+                     "edits_in_step": len(step.requests),
+                     "key": _key(job.id, step.index, "timing")})  # fmt: skip
+        rows += self.evaluations(step, base, new)
+        self.record(rows)
+        if not self.protocol.accumulates:
+            self.state.reset()
+            self.editor.reset()
+            return Delta()
+        return new
+
+    def evaluations(self, step: Step, base: Row, cum: Delta) -> list[Row]:
+        """Every schedule due after `step`, at every alpha of the grid along every 1-LI path
+        (schedules due together on the same requests are measured once)."""
+        due = self.schedule.due(step.index, len(self.steps))
+        if not due:
+            return []
+        so_far = self.requests[: step.edits_after] if self.protocol.accumulates else step.requests
+        rows: list[Row] = []
+        for path, part in paths(cum, each=self.cfg.grid.paths == "each").items():
+            for alpha in self.alphas:
+                whole = part is cum and alpha == 1.0
+                self.state.show(cum if whole else part.scale(alpha))
+                memo: dict[Any, list[Row]] = {}
+                for sched in due:
+                    if sched.startswith("general@"):
+                        what, reqs = "general", []
+                    else:
+                        what = "edits"
+                        reqs = step.requests if sched == "immediate" else so_far
+                    ids = (what, tuple(self.fam.request_id(r) for r in reqs))
+                    if ids not in memo:
+                        memo[ids] = self.fam.evaluate(what, reqs)
+                    b = {**base, "schedule": sched, "path": path, "alpha": alpha}
+                    rows += self._rows(b, memo[ids], what)
+        self.state.show(cum)
+        return rows
+
+
+def accumulate(cum: Delta, step: Delta) -> Delta:
+    """The cumulative edit after `step`: dense float32 sums, the layer labels of both."""
+    total = dict(cum.updates)
+    for n in step.names:
+        total[n] = cum.dense(n) + step.dense(n) if n in total else step.dense(n)
+    layers = {**(cum.metadata.get("layers") or {}), **(step.metadata.get("layers") or {})}
+    return Delta(total, {"kind": "cumulative", "layers": layers})
+
+
+def run_job(
+    fam: Family, job: Job, cfg: StudyConfig, rd: RunDir, progress: Progress | None = None
+) -> None:
+    """Run (or resume) one job of `cfg` on the family context `fam` into `rd`."""
+    JobRunner(fam, job, cfg, rd).run(progress)
+
+
+class Contexts:
+    """The family contexts of a study, one per seed, built on first use (per process)."""
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        from editrisk.families import get_family
+
+        self.cfg = cfg
+        self.family = get_family(cfg.family)
+        self._by_seed: dict[int, Family] = {}
+
+    def get(self, seed: int) -> Family:
+        if seed not in self._by_seed:
+            torch.manual_seed(seed)
+            self._by_seed[seed] = self.family(self.cfg, seed)
+        return self._by_seed[seed]
+
+    def prepare(self, jobs: Sequence[Job]) -> None:
+        """Build every context and fill every editor's disk caches from the unedited models
+        (before workers fork, so they only read the caches)."""
+        for job in jobs:
+            fam = self.get(job.seed)
+            fam.warm(get_editor(job.editor, {**dict(job.hparams), **fam.check_layer(job.layer)}))

@@ -1,0 +1,212 @@
+"""The language family: a causal LM, edit sets of fact requests, edit metrics by the three
+teacher-forced conventions, general ability (held-out facts, perplexity, shifted prompts)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+from torch import nn
+
+from editrisk.editors.base import Editor
+from editrisk.engine.config import Section
+from editrisk.errors import EditriskError, InputError
+from editrisk.families import register_family
+from editrisk.families.base import Family, Row
+from editrisk.requests import EditRequest
+
+
+class MQDSpec(Section):
+    question_types: list[str] = Field(default_factory=lambda: ["gen"])
+    k: int = Field(4, ge=2)
+    max_distinct_targets: int | None = None
+    target_tokens: list[int] | None = None
+
+
+class LanguageData(Section):
+    """Where the edit pool and the held-out facts come from."""
+
+    source: Literal["worldfacts", "mqd", "file"] = "worldfacts"
+    n_edits: int = Field(30, ge=1, description="size of an edit set that gives no `n`")
+    n_heldout: int = Field(50, ge=0, description="known facts never edited")
+    filter_known: bool = Field(True, description="keep only facts the model knows")
+    relations: list[str] | None = None
+    limit_per_relation: int | None = Field(None, ge=1)
+    order: Literal["shuffled", "round_robin"] = Field(
+        "shuffled", description="seeded shuffle, or relations taken in turn"
+    )
+    heldout_from: Literal["after_edits", "end"] = Field(
+        "after_edits", description="held-out facts right after the edit sets, or the last ones"
+    )
+    path: str | None = Field(None, description="source 'file': requests file")
+    format: str = "auto"
+    heldout_path: str | None = None
+    mqd: MQDSpec = Field(default_factory=MQDSpec)
+
+
+class LanguageEditSet(Section):
+    """A slice of the edit pool."""
+
+    start: int = Field(0, ge=0)
+    n: int | None = Field(None, ge=1, description="default: data.n_edits")
+
+
+class LanguageEvaluation(Section):
+    batch_size: int = Field(32, ge=1)
+    request_rows: bool = Field(True, description="one row per request besides the summary")
+    perplexity_sentences: int = Field(48, ge=0)
+    shifts: list[str] = Field(default_factory=list)
+    shift_severities: list[int] = Field(default_factory=lambda: [1, 3])
+
+
+@register_family
+class LanguageFamily(Family):
+    name = "language"
+    Data = LanguageData
+    EditSet = LanguageEditSet
+    Evaluation = LanguageEvaluation
+
+    @classmethod
+    def resolve_model(cls, model: Any, source: str) -> Any:
+        if model is None:
+            return "smollm2-135m"
+        if not isinstance(model, str) or not model:
+            raise InputError("a model name, folder or hub id", file=source, field="model")
+        return model
+
+    def __init__(self, cfg: Any, seed: int) -> None:
+        from editrisk.models import load_model
+
+        super().__init__(cfg, seed)
+        self.h = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, seed=seed)
+        self.data = LanguageData.model_validate(cfg.data)
+        self.ev = LanguageEvaluation.model_validate(cfg.evaluation)
+        self.sets, self.heldout = self._build()
+
+    @property
+    def module(self) -> nn.Module:
+        return self.h.model
+
+    @property
+    def handle(self) -> Any:
+        return self.h
+
+    def model_info(self) -> dict[str, Any]:
+        return {
+            "model": self.cfg.model,
+            "fingerprint": self.h.fingerprint(),
+            "n_params": self.h.n_params,
+        }
+
+    def edit_set(self, name: str) -> list[EditRequest]:
+        return self.sets[name]
+
+    def request_id(self, request: EditRequest) -> str:
+        return request.id
+
+    def n_layers(self) -> int:
+        return self.h.arch.n_layers
+
+    def layer_index(self, param: str) -> int | None:
+        return self.h.arch.layer_of(param)
+
+    def layer_params(self, layer: int) -> dict[str, Any]:
+        return {"layers": [layer]}
+
+    def warm(self, editor: Editor) -> None:
+        if hasattr(editor, "covariances"):
+            editor.covariances(self.h, editor.layers_for(self.h))
+            editor.prefixes(self.h)
+
+    def evaluate(self, what: str, requests: Sequence[EditRequest]) -> list[Row]:
+        from editrisk.evaluation.metrics import edit_metrics, summarize
+
+        if what == "general":
+            return self._general()
+        per_request = edit_metrics(self.h, requests, self.ev.batch_size)
+        rows: list[Row] = [{"kind": "summary", "n": len(requests), **summarize(per_request)}]
+        if self.ev.request_rows:
+            rows += [
+                {"kind": "request", "request": r.id, **m} for r, m in zip(requests, per_request)
+            ]
+        return rows
+
+    def _general(self) -> list[Row]:
+        from editrisk.evaluation.general import default_text_sample, heldout_accuracy, perplexity
+        from editrisk.evaluation.shifts import shift_table
+
+        ev, general = self.ev, {}
+        if self.heldout:
+            general.update(heldout_accuracy(self.h, self.heldout, ev.batch_size))
+        if ev.perplexity_sentences:
+            texts = default_text_sample(ev.perplexity_sentences)
+            general.update(perplexity(self.h, texts, batch_size=ev.batch_size))
+        rows: list[Row] = [{"kind": "general", **general}]
+        if ev.shifts and self.heldout:
+            table = shift_table(
+                self.h, self.heldout, ev.shifts, ev.shift_severities, batch_size=ev.batch_size
+            )
+            rows += [{"kind": "shift", **r} for r in table]
+        return rows
+
+    def _build(self) -> tuple[dict[str, list[EditRequest]], list[EditRequest]]:
+        """The edit sets (slices of the pool) and the held-out facts, seeded."""
+        from editrisk.data.formats import load_requests
+        from editrisk.data.mqd import build_mqd
+        from editrisk.data.worldfacts import build_worldfacts, round_robin
+
+        d, seed = self.data, self.seed
+        spans = {
+            name: (spec["start"], spec["start"] + (spec["n"] or d.n_edits))
+            for name, spec in self.cfg.edit_sets.items()
+        }
+        end = max(stop for _, stop in spans.values())
+        if d.source == "file":
+            if not d.path:
+                raise InputError("source 'file' needs data.path", field="data.path")
+            pool = load_requests(d.path, d.format, end)
+            held = load_requests(d.heldout_path, "auto", d.n_heldout) if d.heldout_path else []
+            return self._slices(pool, spans), held
+        facts = build_worldfacts(
+            self.h if d.filter_known else None, seed, d.relations, d.limit_per_relation
+        )
+        if d.order == "round_robin":
+            facts = round_robin(facts, len(facts), seed)
+        else:
+            random.Random(seed).shuffle(facts)
+        if d.source == "worldfacts":
+            if d.heldout_from == "end":
+                held = facts[len(facts) - d.n_heldout :] if d.n_heldout else []
+                if end > len(facts) - len(held):
+                    raise EditriskError(
+                        f"data: the edit sets need {end} facts but only "
+                        f"{len(facts) - len(held)} known facts are not held out"
+                    )
+            else:
+                held = facts[end : end + d.n_heldout]
+            return self._slices(facts, spans), held
+        q = d.mqd
+        tt = tuple(q.target_tokens) if q.target_tokens else None
+        questions = build_mqd(
+            facts, q.question_types, q.k, seed, q.max_distinct_targets, tt, self.h.tokenizer
+        )
+        sets = self._slices(questions, spans)
+        used = {e.id.rsplit("/", 1)[0] for es in sets.values() for e in es}  # "<fact>/<type>"
+        held = [f for f in facts if f.id not in used][: d.n_heldout]
+        return sets, held
+
+    @staticmethod
+    def _slices(
+        pool: Sequence[EditRequest], spans: dict[str, tuple[int, int]]
+    ) -> dict[str, list[EditRequest]]:
+        out = {}
+        for name, (start, stop) in spans.items():
+            if stop > len(pool):
+                raise EditriskError(
+                    f"edit set {name!r} needs requests {start}..{stop} but only {len(pool)} "
+                    "are available"
+                )
+            out[name] = list(pool[start:stop])
+        return out
