@@ -107,6 +107,14 @@ def test_eval_with_delta_writes_rows_for_both_states(tmp_path: Path) -> None:
             rel = r["relative.knowledge.prob_compare"]
             assert abs(rel - (r["knowledge.prob_compare"] - base)) < 1e-9
     assert json.loads((run / "model.json").read_text())["fingerprint"] == h.fingerprint()
+    # the engine's one row schema: identity columns, unique keys, the CSV export
+    from editrisk.engine import load_run
+
+    df = load_run(run).to_pandas()
+    assert {"run", "family", "method", "alpha", "path", "schedule", "kind", "key"} <= set(df)
+    assert df["key"].is_unique and set(df["schedule"]) == {"unedited", "edited"}
+    assert set(df[df["kind"] == "request"]["request"]) == {r.id for r in reqs}
+    assert (run / "rows.csv").is_file()
 
 
 def test_eval_bad_requests_exit_2_naming_the_record(tmp_path: Path) -> None:

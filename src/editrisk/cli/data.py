@@ -136,7 +136,21 @@ def eval_cmd(
         perplexity=ppl,
         batch_size=batch_size,
     )
-    run.results.append(result.rows)
+    method = (d.metadata.get("editor") or "delta") if d else "none"
+    ident = {"run": run.path.name, "family": "language", "model": model,
+             "fingerprint": h.fingerprint(), "method": method, "editor": method,
+             "protocol": "eval", "layer": "default", "seed": 0}  # fmt: skip
+    rows = []
+    for r in result.rows:  # the engine's row schema: identity columns, schedule = state
+        edited = r["state"] == "edited"
+        sub = [r[c] for c in ("id", "shift", "severity") if c in r]
+        at = {"alpha": 1.0 if edited else 0.0, "path": "whole edit" if edited else "unedited",
+              "step": int(edited), "edits": len(reqs) if edited else 0}  # fmt: skip
+        rows.append({**ident, **at, "schedule": r["state"], **r,
+                     "request": r.get("id") if r["kind"] == "request" else None,
+                     "key": "|".join(str(x) for x in (r["state"], r["kind"], *sub))})  # fmt: skip
+    run.results.append(rows)
+    run.export()
     states = list(result.summary)
     title = f"{h.name}{' + ' + delta.name if delta else ''}: {len(reqs)} requests"
     table = Table("metric", *states, title=title)
