@@ -159,3 +159,26 @@ def test_bad_hparams_and_tasks(task) -> None:
         get_editor("rewrite").edit(_clf("vgg"), no_clean)
     with pytest.raises(EditriskError, match="editable layers"):
         get_editor("rewrite", layer=40).edit(_clf("vgg"), task)
+
+
+def test_key_second_moment_matches_keys_and_is_cached(tmp_path, monkeypatch) -> None:
+    """C = E[k k^T] through the shared `SecondMoment`, equal to the keys' own moment, and
+    cached by model fingerprint, layer and images: the second call runs no forward pass."""
+    import editrisk.vision.keys as vk
+
+    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path))
+    clf = _clf("resnet")
+    images = torch.rand(7, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    layer = clf.layer(3)
+    keys, _, _ = keys_and_values(clf.model, layer, images)
+    k = keys.reshape(-1, keys.shape[-1]).double()
+    want = k.T @ k / k.shape[0]
+    got = vk.key_second_moment(clf.model, layer, images, clf.fingerprint())
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert len(list((tmp_path / "stats" / clf.fingerprint()).glob("vision-*"))) == 1
+    monkeypatch.setattr(vk, "_batches", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    torch.testing.assert_close(
+        vk.key_second_moment(clf.model, layer, images, clf.fingerprint()), got
+    )
+    with pytest.raises(AssertionError):  # other images are not the cached ones
+        vk.key_second_moment(clf.model, layer, images[:3], clf.fingerprint())

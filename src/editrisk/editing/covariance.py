@@ -202,9 +202,18 @@ def _path(h: ModelHandle, layer: int, corpus: Corpus, max_tokens: int, seq_len: 
     return cache_dir() / "stats" / h.fingerprint() / name
 
 
-def _load(path: Path) -> tuple[torch.Tensor, dict[str, str]]:
+def load_moment(path: Path) -> tuple[torch.Tensor, dict[str, str]]:
+    """A cached statistic and the provenance recorded with it."""
     with safe_open(str(path), framework="pt") as f:
         return f.get_tensor("moment"), f.metadata()
+
+
+def save_moment(path: Path, moment: torch.Tensor, meta: dict[str, str]) -> None:
+    """Cache a statistic with its provenance (written atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"moment": moment.contiguous()}, str(tmp), metadata=meta)
+    tmp.replace(path)
 
 
 def layer_covariances(
@@ -224,7 +233,7 @@ def layer_covariances(
     for layer in layers:
         path = _path(h, layer, corpus, max_tokens, seq_len)
         if path.exists():
-            out[layer] = _load(path)[0]
+            out[layer] = load_moment(path)[0]
         else:
             missing.append(layer)
     if not missing:
@@ -260,9 +269,6 @@ def layer_covariances(
                 stats[layer].add(x[~drop] if bool(drop.any()) else x)  # no copy when unpadded
             bar.update(task, advance=int(keep.sum()))
     for layer, stat in stats.items():
-        path = _path(h, layer, corpus, max_tokens, seq_len)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         meta = {
             "corpus": corpus.identity,
             "tokens": str(stat.count),
@@ -272,8 +278,7 @@ def layer_covariances(
             "model_fingerprint": h.fingerprint(),
             "dtype": dtype_name(h.dtype),
         }
-        save_file({"moment": stat.moment().contiguous()}, str(tmp), metadata=meta)
-        tmp.replace(path)
+        save_moment(_path(h, layer, corpus, max_tokens, seq_len), stat.moment(), meta)
         out[layer] = stat.moment()
     return out
 
@@ -284,4 +289,4 @@ def covariance_info(
     """The recorded provenance (corpus, token count, sequence length) of a cached statistic,
     if cached."""
     path = _path(h, layer, corpus, max_tokens, seq_len)
-    return _load(path)[1] if path.exists() else None
+    return load_moment(path)[1] if path.exists() else None

@@ -79,7 +79,7 @@ class Rewrite(Editor):
         if not sel.any():
             raise EditriskError(f"no masked location survives at layer '{layer}' ({hw})")
         k, v = keys[sel], values[sel]
-        cov = key_second_moment(model.model, layer, reference)
+        cov = key_second_moment(model.model, layer, reference, model.fingerprint())
         cov = cov + hp.ridge * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)
         w = weight_matrix(module).detach().cpu()
         bias = module.bias.detach().cpu() if module.bias is not None else None

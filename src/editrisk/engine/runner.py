@@ -5,7 +5,7 @@ Weights change only through Deltas: the model holds W0 + the cumulative Delta, a
 backup of W0, so every state is W0 plus a float32 sum, bitwise the same after a resume (W0
 from a fresh load, the cumulative Delta from the checkpoint). A step whose edit is not finite
 is refused by the Delta guard: it is recorded as failed and the model and editor stay as they
-were before the step. Every step reseeds the RNGs from (seed, job, step); each row has a `key`,
+were before the step. Every step reseeds the RNGs from (seed, method, step); each row has a `key`,
 and rows already stored are not written again when a step is redone after a kill.
 """
 
@@ -36,7 +36,8 @@ Progress = Callable[[str, int, int], None]
 
 
 def step_seed(seed: int, label: str, step: int) -> int:
-    """The seed of one step (so a resumed run draws the same numbers)."""
+    """The seed of one step: a resumed run draws the same numbers, and the jobs of one method
+    (its layers, edit sets) share their draws."""
     return zlib.crc32(f"{seed}:{label}:{step}".encode())
 
 
@@ -135,7 +136,7 @@ class JobRunner:
     def unedited_rows(self) -> list[Row]:
         """Step 0, on the unedited model: every request of the edit set, general ability
         when the schedule measures it, and the family's reference rows (a testbed)."""
-        _seed_all(step_seed(self.job.seed, self.job.id, 0))
+        _seed_all(step_seed(self.job.seed, self.job.method, 0))
         base = {**self.common, "step": 0, "edits": 0, "schedule": "unedited"}
         base |= {"path": "unedited", "alpha": 0.0}
         whats = [("edits", self.requests)]
@@ -160,7 +161,7 @@ class JobRunner:
         """One editor call, its diagnostics and the evaluations due; returns the new
         cumulative Delta (the old one when the step failed)."""
         job, dg = self.job, self.cfg.diagnostics
-        _seed_all(step_seed(job.seed, job.id, step.index))
+        _seed_all(step_seed(job.seed, job.method, step.index))
         base = {**self.common, "step": step.index, "edits": step.edits_after}
         saved = {k: v.clone() for k, v in self.editor.state_dict().items()}
         t0 = time.perf_counter()
