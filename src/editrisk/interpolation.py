@@ -9,7 +9,7 @@ why; `monotonicity_violations` checks the monotone-linear-interpolation property
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,17 @@ def paths(delta: Delta, each: bool = True) -> dict[str, Delta]:
     return out
 
 
+def points(
+    delta: Delta, alphas: Sequence[float], each: bool = True
+) -> Iterator[tuple[str, float, Delta]]:
+    """The one 1-LI loop: (path, alpha, the scaled edit) for every path of `delta` and every
+    alpha > 0 (alpha 0 is the unedited model, the same point on every path); alpha 1 of the
+    whole edit is `delta` itself."""
+    for name, part in paths(delta, each).items():
+        for alpha in sorted({float(a) for a in alphas if a > 0}):
+            yield name, alpha, part if (part is delta and alpha == 1.0) else part.scale(alpha)
+
+
 def interpolate(delta: Delta, alpha: float, layer: int | str | None = None) -> Delta:
     """The 1-LI delta: `delta` restricted to `layer` (all layers if None), scaled by alpha.
 
@@ -64,24 +75,19 @@ def trade_off(
     only: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows {path, alpha, **metrics} for every path and alpha; the model is left unchanged."""
-    alphas = sorted(set(float(a) for a in alphas))
     chosen = paths(delta)
-    if only is not None:
-        missing = set(only) - set(chosen)
-        if missing:
-            raise EditriskError(f"unknown path(s) {sorted(missing)}; have {sorted(chosen)}")
-        chosen = {k: v for k, v in chosen.items() if k in only}
-    base = evaluate(model) if 0.0 in alphas else None
+    missing = set(only or ()) - set(chosen)
+    if missing:
+        raise EditriskError(f"unknown path(s) {sorted(missing)}; have {sorted(chosen)}")
     rows = []
-    for name, part in chosen.items():
-        for alpha in alphas:
-            if alpha == 0.0:
-                metrics = base
-            else:
-                with part.scale(alpha).applied(model):
-                    metrics = evaluate(model)
-            rows.append({"path": name, "alpha": alpha, **metrics})
-    return rows
+    if 0.0 in alphas:
+        base = evaluate(model)
+        rows = [{"path": name, "alpha": 0.0, **base} for name in chosen]
+    for name, alpha, scaled in points(delta, alphas):
+        if only is None or name in only:
+            with scaled.applied(model):
+                rows.append({"path": name, "alpha": alpha, **evaluate(model)})
+    return sorted(rows, key=lambda r: (list(chosen).index(r["path"]), r["alpha"]))
 
 
 def monotonicity_violations(

@@ -30,7 +30,7 @@ from editrisk.engine.plan import Job, Protocol, Schedule, Step
 from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
 from editrisk.families.base import Family, Row
-from editrisk.interpolation import paths
+from editrisk.interpolation import points
 
 Progress = Callable[[str, int, int], None]
 
@@ -84,7 +84,6 @@ class JobRunner:
         self.editor: Editor = get_editor(job.editor, params)
         self.protocol = Protocol(**cfg.protocol.model_dump())
         self.schedule = Schedule(**cfg.schedule.model_dump())
-        self.alphas = [a for a in cfg.grid.alpha if a > 0.0]
         self.requests = fam.edit_set(job.edit_set)
         self.steps = self.protocol.steps(self.requests)
         self.folder = rd.path / "checkpoints" / job.folder
@@ -203,22 +202,21 @@ class JobRunner:
             return []
         so_far = self.requests[: step.edits_after] if self.protocol.accumulates else step.requests
         rows: list[Row] = []
-        for path, part in paths(cum, each=self.cfg.grid.paths == "each").items():
-            for alpha in self.alphas:
-                whole = part is cum and alpha == 1.0
-                self.state.show(cum if whole else part.scale(alpha))
-                memo: dict[Any, list[Row]] = {}
-                for sched in due:
-                    if sched.startswith("general@"):
-                        what, reqs = "general", []
-                    else:
-                        what = "edits"
-                        reqs = step.requests if sched == "immediate" else so_far
-                    ids = (what, tuple(self.fam.request_id(r) for r in reqs))
-                    if ids not in memo:
-                        memo[ids] = self.fam.evaluate(what, reqs)
-                    b = {**base, "schedule": sched, "path": path, "alpha": alpha}
-                    rows += self._rows(b, memo[ids], what)
+        each = self.cfg.grid.paths == "each"
+        for path, alpha, scaled in points(cum, self.cfg.grid.alpha, each):
+            self.state.show(scaled)
+            memo: dict[Any, list[Row]] = {}
+            for sched in due:
+                if sched.startswith("general@"):
+                    what, reqs = "general", []
+                else:
+                    what = "edits"
+                    reqs = step.requests if sched == "immediate" else so_far
+                ids = (what, tuple(self.fam.request_id(r) for r in reqs))
+                if ids not in memo:
+                    memo[ids] = self.fam.evaluate(what, reqs)
+                b = {**base, "schedule": sched, "path": path, "alpha": alpha}
+                rows += self._rows(b, memo[ids], what)
         self.state.show(cum)
         return rows
 
