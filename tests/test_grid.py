@@ -182,3 +182,17 @@ def test_cli_sweep_alias_report_and_interpolate(local_run: tuple, tmp_path: Path
     assert mine == pytest.approx(theirs, abs=1e-5)
     res = runner.invoke(app, ["interpolate", "tiny-gpt2"])
     assert res.exit_code == 2 and "--delta and --request" in res.output
+
+
+def test_free_cores_leaves_busy_cores_alone(monkeypatch) -> None:
+    import editrisk.settings as settings
+
+    busy = settings._busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (__import__("os").cpu_count() or 1) + 1e-6
+    monkeypatch.setattr(settings, "_busy_cores", lambda window: 1.7)  # a 2-thread rival
+    assert settings.free_cores(cores=2) == 1 and settings.free_cores(cores=8) == 6
+    monkeypatch.setattr(settings, "_busy_cores", lambda window: 0.1)  # a quiet machine
+    assert settings.free_cores(cores=2) == 2
+    monkeypatch.setattr(settings, "_busy_cores", lambda window: None)  # no /proc/stat
+    monkeypatch.setattr(settings.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    assert settings.free_cores(cores=2) == 1

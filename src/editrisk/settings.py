@@ -90,15 +90,39 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def free_cores(cores: int | None = None) -> int:
-    """Cores not busy with other processes (1-minute load average), at least one.
+def _busy_cores(window: float) -> float | None:
+    """Cores busy over the next `window` seconds (from /proc/stat; None where it is absent)."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
+def free_cores(cores: int | None = None, window: float = 0.3) -> int:
+    """Cores not busy with other processes right now (sampled over `window` seconds; the
+    1-minute load average where /proc/stat is absent), at least one.
 
     torch's threads spin against each other when the cores are oversubscribed (a 2-thread
     edit beside another 2-thread job ran 10-30x slower than alone); one thread per free core
-    keeps it near its share."""
+    keeps an edit near its share of the machine."""
     cores = cores or os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return cores
-    return max(1, min(cores, round(cores - load)))
+    busy = _busy_cores(window)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            return cores
+    return max(1, min(cores, round(cores - busy)))
