@@ -89,12 +89,17 @@ def edit(
     dtype: str = DtypeOpt,
 ) -> None:
     """Edit MODEL and print completions and probabilities before and after."""
-    from editrisk.editors import get_editor
+    from editrisk.editors import get_editor, list_editors
     from editrisk.evaluation.scoring import score_targets
     from editrisk.models import load_model
 
     reqs = _requests(request, subject, prompt, target_new, target_true)
     ed = get_editor(editor, _hparams(hparams, set_))  # refused before the model loads
+    if ed.kind != "language":
+        raise EditriskError(
+            f"editor '{editor}' edits {ed.kind} models; `editrisk edit` takes a language "
+            f"editor: {', '.join(list_editors('language'))}"
+        )
     h = load_model(model, device=device, dtype=dtype)
     pairs = [(r.rendered, r.target_new) for r in reqs]
     trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
@@ -172,6 +177,8 @@ def interpolate(
         grid = [float(a) for a in alphas.split(",")]
     except ValueError as err:
         raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
+    if not all(0.0 <= a <= 1.0 for a in grid):
+        raise EditriskError(f"--alphas must lie in [0, 1], got {grid}")
     if (Path(model) / "config.yaml").is_file():
         from editrisk.engine import interpolate_run
         from editrisk.report import write_report

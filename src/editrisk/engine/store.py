@@ -237,8 +237,11 @@ class RunDir:
     def writer(self) -> Iterator[RunDir]:
         """Hold the run directory's writer lock for the block: one process writes a run
         directory at a time (its forked workers append under the rows lock)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise EditriskError(f"cannot write run directory {self.path}: {err.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
