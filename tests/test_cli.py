@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import editrisk
-from editrisk.cli import app
+from editrisk.cli import app, main
 
 runner = CliRunner()
 
@@ -59,6 +60,7 @@ INLINE = ["--subject", "Paris", "--prompt", "{} is in", "--target-new", "Rome"]
         (["--set", "steps=[2]"], ["'steps'", "int"]),
         (["--set", "garbage"], ["--set", "'garbage'"]),
         (["--editor", "nope"], ["unknown editor 'nope'"]),
+        (["--editor", "rewrite"], ["'rewrite' edits vision models", "rome"]),
         (["--hparams", "{bad_yaml}"], ["hp.yaml", "not valid YAML", "line 2"]),
     ],
 )
@@ -76,3 +78,41 @@ def test_edit_bad_hyperparameters_exit_2_with_one_line(
     for name in names:
         assert name in lines[0]
     assert "no-such-model" not in lines[0]  # refused before the model was looked up
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str]):  # noqa: ANN201
+    """Run the `editrisk` script's entry point in-process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["editrisk", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["edit"], ["Missing argument 'model'", "editrisk edit --help"]),
+        (["edit", "tiny-gpt2", "--bogus"], ["--bogus"]),
+        (["generate", "tiny-gpt2", "x", "--max-new-tokens", "0"], ["--max-new-tokens"]),
+        (["vision", "corrupt", "--size", "2"], ["--size", "editrisk vision corrupt --help"]),
+        (["edti"], ["No such command 'edti'", "'edit'"]),
+        (["generate", "no-such-model", "x"], ["unknown model 'no-such-model'"]),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(monkeypatch, capsys, args: list[str], names) -> None:  # noqa: ANN001
+    """The `editrisk` script (main) prints click's usage errors as one line, not a box."""
+    code, out, err = run_main(monkeypatch, capsys, args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and out == "", err
+    assert lines[0].startswith("editrisk: error: ")
+    for name in names:
+        assert name in lines[0]
+
+
+def test_script_exit_codes(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """main() keeps the exit codes: 0 for --version, 2 with the help for no arguments."""
+    code, out, _ = run_main(monkeypatch, capsys, ["--version"])
+    assert code == 0 and out.strip() == f"editrisk {editrisk.__version__}"
+    code, out, err = run_main(monkeypatch, capsys, [])
+    assert code == 2 and "Commands" in out and err == ""
