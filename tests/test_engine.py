@@ -121,6 +121,7 @@ def test_schedule_labels() -> None:
         ({"methods": [{"name": "rome", "hparams": {"stepz": 3}}]}, "methods[0].hparams"),
         ({"methods": [{"name": "rome", "label": "../../x"}]}, "names a folder"),
         ({"name": "/tmp/x", "methods": ["rome"]}, "names a folder"),
+        ({"methods": ["../../rome"]}, "field 'methods[0].name': editor name"),
         ({"family": "audio", "methods": ["rome"]}, "unknown family 'audio'"),
         ({"protocol": {"name": "single"}, "methods": ["rome"]}, "only 'immediate'"),
         ({"grid": {"edit_set": ["other"]}, "methods": ["rome"]}, "not defined under edit_sets"),

@@ -215,7 +215,10 @@ def resolve(raw: dict[str, Any], source: str = "config") -> StudyConfig:
         raise InputError("lists no editor", file=source, field="methods")
     labels: set[str] = set()
     for i, m in enumerate(cfg.methods):
-        m.label = m.label or safe_name(m.name, "editor name")
+        try:
+            m.label = m.label or safe_name(m.name, "editor name")
+        except ValueError as err:
+            raise InputError(str(err), file=source, field=f"methods[{i}].name") from None
         if m.label in labels:
             raise InputError(f"repeats label {m.label!r}", file=source, field=f"methods[{i}]")
         labels.add(m.label)

@@ -88,11 +88,12 @@ class JobRunner:
         self.steps = self.protocol.steps(self.requests)
         self.folder = rd.path / "checkpoints" / job.folder
         self.state = ModelState(fam.module)
+        info = fam.model_info()
         self.common = {
             "run": cfg.name,
             "family": cfg.family,
-            "model": fam.model_info()["model"],
-            "fingerprint": fam.model_info()["fingerprint"],
+            "model": info["model"],
+            "fingerprint": info["fingerprint"],
             **job.identity(),
             "protocol": self.protocol.name,
             "batch_size": self.protocol.batch_size,
@@ -115,9 +116,8 @@ class JobRunner:
             start, cum = ck.step, ck.cumulative
             self.editor.load_state_dict(ck.editor_state)
             self.state.show(cum)
-        done = sum(len(s.requests) for s in self.steps[:start])
         if progress is not None:
-            progress(self.job.id, done, n)
+            progress(self.job.id, sum(len(s.requests) for s in self.steps[:start]), n)
         try:
             if start == 0:
                 self.record(self.unedited_rows())
@@ -127,8 +127,7 @@ class JobRunner:
                     meta = {"job": self.job.id, "seed": self.job.seed}
                     save_checkpoint(self.folder, step.index, cum, self.editor.state_dict(), meta)
                 if progress is not None:
-                    progress(self.job.id, step.edits_after if self.protocol.accumulates else
-                             sum(len(s.requests) for s in self.steps[: step.index]), n)  # fmt: skip
+                    progress(self.job.id, sum(len(s.requests) for s in self.steps[: step.index]), n)
         finally:
             self.state.reset()
 
