@@ -286,7 +286,7 @@ def optimise_targets(
         elif s.stop_on == "loss":
             reached = loss_req.detach()
         else:  # the worst row of each request
-            worst = torch.zeros(n, device=dev).index_reduce(
+            worst = torch.zeros(n, device=dev).scatter_reduce(
                 0, batch.request[:n_edit], row_nll.detach(), "amax", include_self=False
             )
             reached = torch.where(active, worst, nll_req.detach())

@@ -1,0 +1,152 @@
+"""Leave-one-relation-out on smollm2-135m: do editing defaults transfer to relations they were
+not chosen on? For each editor, a tiny grid of candidate settings is scored on every relation
+(single edits of known facts, each on the unedited model); for each relation, the candidate
+with the best mean score on the OTHER relations is chosen and scored on the one left out.
+
+Relations: WorldFacts' five plus `editrisk.data.morefacts` (subregion, US state, developer,
+author, founder, sport). Score for tuning: efficacy + paraphrase - neighbourhood drop
+(probability comparison). Targets per held-out relation: efficacy >= 0.95, paraphrase >= 0.70,
+neighbourhood drop <= 10 points."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from common import report, setup_threads  # noqa: E402
+
+from editrisk.data.morefacts import build_morefacts  # noqa: E402
+from editrisk.data.splits import by_relation, leave_one_relation_out, tune  # noqa: E402
+from editrisk.data.worldfacts import build_worldfacts  # noqa: E402
+from editrisk.editors import get_editor  # noqa: E402
+from editrisk.evaluation.metrics import edit_metrics, summarize  # noqa: E402
+from editrisk.models import ModelHandle, load_model  # noqa: E402
+from editrisk.requests import EditRequest  # noqa: E402
+
+# The shared target optimisation's weight decay: ||delta||^2/||h||^2 against ROME's/MEMIT's
+# published code, ||delta||/||h||^2 (both stop once the target's mean NLL is below 0.05; the
+# published rule, stopping on the whole loss, never fires before the step limit with the
+# decay in the loss, and scored no better in a side run).
+RULES: dict[str, dict[str, Any]] = {
+    "squared-decay": {"decay": "squared", "stop_on": "nll"},
+    "paper-decay": {"decay": "paper", "stop_on": "nll"},
+}
+CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
+    "rome": RULES,
+    "memit": RULES,
+    "d4s": RULES,
+    "alphaedit": RULES,
+}
+
+
+def score(m: dict[str, float]) -> float:
+    """One number to tune on: efficacy + paraphrase - neighbourhood drop."""
+    return m["efficacy"] + m["paraphrase"] - m["drop"]
+
+
+def single_edits(
+    h: ModelHandle, editor: str, hparams: dict[str, Any], reqs: list[EditRequest]
+) -> dict[str, float]:
+    """Mean metrics of single edits of `reqs` (stateful editors reset before each edit)."""
+    ed = get_editor(editor, hparams)
+    rows, seconds, steps = [], 0.0, []
+    for r in reqs:
+        if hasattr(ed, "reset"):
+            ed.reset()
+        t = time.perf_counter()
+        delta = ed.edit(h, [r])
+        seconds += time.perf_counter() - t
+        steps += delta.metadata.get("target_steps", [])
+        with delta.applied(h.model):
+            rows.extend(edit_metrics(h, [r]))
+    s = summarize(rows)
+    base = summarize(edit_metrics(h, reqs))["specificity.prob_compare"]
+    return {
+        "efficacy": s["efficacy.prob_compare"],
+        "paraphrase": s["generalization.prob_compare"],
+        "neighbours before": base,
+        "neighbours after": s["specificity.prob_compare"],
+        "drop": base - s["specificity.prob_compare"],
+        "steps": sum(steps) / max(1, len(steps)),
+        "s/edit": seconds / len(reqs),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--facts", type=int, default=5, help="facts per relation")
+    ap.add_argument("--editors", default="rome,memit,alphaedit,d4s")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    setup_threads()
+    h = load_model("smollm2-135m", device="cpu")
+    groups = by_relation(build_worldfacts(h, seed=args.seed) + build_morefacts(h, seed=args.seed))
+    rng = random.Random(args.seed)
+    sample = {
+        rel: rng.sample(rs, min(args.facts, len(rs))) for rel, rs in groups.items() if len(rs) >= 3
+    }
+    print({rel: len(rs) for rel, rs in groups.items()}, "known facts per relation", flush=True)
+    rows, summary = [], []
+    for editor in args.editors.split(","):
+        cells: dict[tuple[str, str], dict[str, float]] = {}
+
+        def cell(cand: str, rel: str, editor: str = editor, cells: dict = cells) -> dict:
+            if (cand, rel) not in cells:
+                hp = CANDIDATES[editor][cand]
+                cells[(cand, rel)] = single_edits(h, editor, hp, sample[rel])
+                print(editor, cand, rel, cells[(cand, rel)], flush=True)
+            return cells[(cand, rel)]
+
+        held = []
+        for fold in leave_one_relation_out(list(sample)):
+            chosen = tune(list(CANDIDATES[editor]), fold, lambda c, r, f=cell: score(f(c, r)))
+            m = cell(chosen, fold.held_out)
+            held.append(m)
+            rows.append(
+                {
+                    "editor": editor,
+                    "held out": fold.held_out,
+                    "chosen": chosen,
+                    "efficacy": m["efficacy"],
+                    "paraphrase": m["paraphrase"],
+                    "neighbours": f"{m['neighbours before']:.2f} -> {m['neighbours after']:.2f}",
+                    "drop (points)": 100 * m["drop"],
+                    "steps": m["steps"],
+                    "s/edit": m["s/edit"],
+                }
+            )
+        n = len(held)
+        print(*[r for r in rows if r["editor"] == editor], sep="\n", flush=True)
+        summary.append(
+            {
+                "editor": editor,
+                "relations": n,
+                "efficacy (mean / min)": f"{sum(m['efficacy'] for m in held) / n:.2f} / "
+                f"{min(m['efficacy'] for m in held):.2f}",
+                "paraphrase (mean / min)": f"{sum(m['paraphrase'] for m in held) / n:.2f} / "
+                f"{min(m['paraphrase'] for m in held):.2f}",
+                "drop, points (mean / max)": f"{100 * sum(m['drop'] for m in held) / n:.1f} / "
+                f"{100 * max(m['drop'] for m in held):.1f}",
+                "relations meeting all targets": sum(
+                    m["efficacy"] >= 0.95 and m["paraphrase"] >= 0.70 and m["drop"] <= 0.10
+                    for m in held
+                ),
+            }
+        )
+        print(summary[-1], flush=True)
+    note = (
+        f"{args.facts} known facts per relation, single edits on smollm2-135m; each relation's "
+        "settings chosen on the other relations (efficacy + paraphrase - drop)."
+    )
+    report("transfer_smollm2", rows, note=note)
+    report("transfer_smollm2_summary", summary)
+
+
+if __name__ == "__main__":
+    main()
