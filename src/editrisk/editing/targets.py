@@ -3,8 +3,11 @@ target, batched over requests (each request its own vector, optimised independen
 
 The loss per request is ROME's: mean NLL of the new target over the context prefixes, plus
 `kl_factor` * KL(original || edited) of the next-token distribution after the subject in
-"{subject} is a", plus `weight_decay` * ||delta||^2 / ||init||^2; delta's norm is clamped to
-`clamp_norm_factor` * ||init||.
+"{subject} is a", plus a weight decay: `weight_decay` * ||delta||^2 / ||init||^2 ("squared")
+or, as ROME's and MEMIT's code have it, `weight_decay` * ||delta|| / ||init||^2 ("paper");
+delta's norm is clamped to `clamp_norm_factor` * ||init||. ||init|| is the norm of the output
+averaged over the request's rows. A request stops once its mean target NLL ("nll"), its
+whole loss ("loss", the papers' rule) or its worst row's NLL ("rows") is below `stop_loss`.
 
 Exact speed-up: in a causal model nothing before the edit position depends on delta, so the
 prefix of every row (up to, not including, the subject's last token) is run once into a KV
