@@ -116,3 +116,15 @@ def test_script_exit_codes(monkeypatch, capsys) -> None:  # noqa: ANN001
     assert code == 0 and out.strip() == f"editrisk {editrisk.__version__}"
     code, out, err = run_main(monkeypatch, capsys, [])
     assert code == 2 and "Commands" in out and err == ""
+
+
+def test_eval_unknown_shift_kind_exits_2_before_writing(tmp_path: Path) -> None:
+    """Refused by name even when no request has a true target to perturb; no run directory."""
+    reqs = tmp_path / "r.jsonl"
+    reqs.write_text('{"subject": "Paris", "prompt": "{} is in", "target_new": "Rome"}\n')
+    run = tmp_path / "run"
+    args = ["eval", "tiny-gpt2", "--requests", str(reqs), "--run-dir", str(run), "--shifts"]
+    out = runner.invoke(app, [*args, "--shift-kinds", "typo,nope"])
+    lines = out.stderr.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1 and "'nope'" in lines[0], out.output
+    assert not run.exists()

@@ -98,9 +98,11 @@ def eval_cmd(
     from editrisk.data import load_requests
     from editrisk.delta import Delta
     from editrisk.engine.store import RunDir
+    from editrisk.evaluation.shifts import check_kinds
     from editrisk.evaluation.suite import evaluate
     from editrisk.models import load_model
 
+    kinds = check_kinds([k.strip() for k in shift_kinds.split(",") if k.strip()])
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
     held = load_requests(str(heldout)) if heldout else None
     d = Delta.load(delta) if delta else None
@@ -131,7 +133,7 @@ def eval_cmd(
         reqs,
         delta=d,
         gen_tokens=gen_tokens,
-        shifts=[k.strip() for k in shift_kinds.split(",") if k.strip()] if shifts else False,
+        shifts=kinds if shifts else False,
         heldout=held,
         perplexity=ppl,
         batch_size=batch_size,

@@ -108,6 +108,14 @@ def _prefix(text: str, severity: int, rng: random.Random) -> str:
     return " ".join(order[: min(severity, len(order))]) + " " + text
 
 
+def check_kinds(kinds: Sequence[str]) -> list[str]:
+    """`kinds` as a list, refusing an unknown perturbation by name (before any work is done)."""
+    unknown = [k for k in kinds if k not in PERTURBATIONS]
+    if unknown:
+        raise EditriskError(f"unknown perturbation(s) {unknown}; choose from {PERTURBATIONS}")
+    return list(kinds)
+
+
 def perturb(
     text: str, kind: str, severity: int, seed: int = 0, paraphrases: Sequence[str] = ()
 ) -> str:
@@ -143,6 +151,7 @@ def shift_table(
     """
     if wanted not in ("true", "new"):
         raise EditriskError("wanted must be 'true' or 'new'")
+    kinds = check_kinds(kinds)  # also when no request has a true target to perturb
     label = "knowledge" if wanted == "true" else "edit"
     reqs = [r for r in requests if r.target_true is not None]
     cells = [("clean", 0)] + [(k, s) for k in kinds for s in severities]
