@@ -128,3 +128,18 @@ def test_eval_unknown_shift_kind_exits_2_before_writing(tmp_path: Path) -> None:
     lines = out.stderr.strip().splitlines()
     assert out.exit_code == 2 and len(lines) == 1 and "'nope'" in lines[0], out.output
     assert not run.exists()
+
+
+def test_unknown_device_and_unreadable_delta_exit_2(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["generate", "tiny-gpt2", "x", "--device", "tpu"])
+    lines = out.stderr.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1 and "unknown device 'tpu'" in lines[0]
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not a safetensors file\n")
+    out = runner.invoke(
+        app, ["export", "tiny-gpt2", "--delta", str(junk), "--out", str(tmp_path / "m")]
+    )
+    lines = out.stderr.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert "junk.safetensors: unreadable safetensors file" in lines[0]
+    assert not (tmp_path / "m").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -288,7 +288,7 @@ class Delta:
                         f"{path}: not an editrisk delta (format {header.get('format')!r})"
                     )
                 raw = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, SafetensorError) as err:
             raise EditriskError(f"{path}: unreadable safetensors file ({err})") from err
         updates: dict[str, Update] = {}
         for key, t in raw.items():

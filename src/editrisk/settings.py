@@ -50,7 +50,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """'auto' (or None) picks cuda when present, else cpu."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:  # torch's message lists every device type it knows
+        raise EditriskError(
+            f"unknown device {str(device)!r}; use cpu, cuda, cuda:N, mps or auto"
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EditriskError(f"device '{device}' requested but CUDA is not available")
     return dev
