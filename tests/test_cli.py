@@ -145,11 +145,6 @@ def test_unknown_device_and_unreadable_delta_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ArchMap.name (models/arch.py, issue 15's room) raises a bare IndexError; it should "
-    "raise an EditriskError (subclassing IndexError) so the CLI reports it in one line",
-)
 def test_layer_out_of_range_exits_2_with_one_line() -> None:
     out = runner.invoke(app, ["edit", "tiny-gpt2", "--set", "layers=[99]", *INLINE])
     lines = out.stderr.strip().splitlines()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from editrisk.errors import UnsupportedArchitectureError
+from editrisk.errors import EditriskError, UnsupportedArchitectureError
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ def spec_for(model_type: str) -> ArchSpec:
     )
 
 
+class LayerRangeError(EditriskError, IndexError):
+    """A layer index the model does not have (an input error, and an IndexError)."""
+
+
 @dataclass(frozen=True)
 class ArchMap:
     """An `ArchSpec` resolved against one model: sizes plus location -> module name."""
@@ -147,7 +151,9 @@ class ArchMap:
             if layer is None:
                 raise ValueError(f"location '{location}' needs a layer index")
             if not -self.n_layers <= layer < self.n_layers:
-                raise IndexError(f"layer {layer} out of range for {self.n_layers} layers")
+                raise LayerRangeError(
+                    f"layer {layer} is out of range: the model has {self.n_layers} layers"
+                )
             return template.format(layer % self.n_layers)
         return template
 
