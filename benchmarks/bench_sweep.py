@@ -37,7 +37,7 @@ def one_li(rows: list[dict]) -> None:
             "methods": ["rome"],
         }
     )
-    Contexts(cfg).prepare([])  # model and facts cached outside the timing
+    Contexts(cfg).get(0)  # model and facts cached outside the timing
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         out = run_study(cfg, tmp).results.rows()

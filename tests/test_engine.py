@@ -346,3 +346,20 @@ def test_load_run_reads_any_run_with_one_schema(tmp_path) -> None:
     assert len(df) == len(run.rows) and set(df["kind"]) >= {"summary", "general", "diagnostics"}
     metrics = [c for c in df.columns if c not in IDENTITY and "." in c]
     assert "efficacy.prob_compare" in metrics and "heldout.prob_compare" in metrics
+
+
+def test_the_unedited_model_is_measured_once_for_all_jobs(tmp_path, monkeypatch) -> None:
+    import editrisk.evaluation.metrics as metrics
+
+    calls: list[int] = []
+    real = metrics.edit_metrics
+    monkeypatch.setattr(
+        metrics, "edit_metrics", lambda h, reqs, bs=32: calls.append(len(reqs)) or real(h, reqs, bs)
+    )
+    methods = [{"name": "spy-engine", "label": "a"}, {"name": "spy-engine", "label": "b"}]
+    cfg = _cfg(tmp_path, {"name": "batch"}, {"immediate": False}, methods=methods)
+    rows = _run(cfg, tmp_path)
+    assert calls == [5, 5, 5]  # unedited once, then each job's final evaluation
+    unedited = [r for r in rows if r["schedule"] == "unedited" and r["kind"] == "summary"]
+    assert [r["method"] for r in unedited] == ["a", "b"]
+    assert unedited[0]["efficacy.prob_margin"] == unedited[1]["efficacy.prob_margin"]

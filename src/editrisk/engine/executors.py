@@ -70,7 +70,7 @@ class LocalExecutor:
         import queue as queue_mod
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        contexts.prepare(jobs)  # models, data and disk caches made once, inherited
+        contexts.prepare(jobs, rd)  # models, data, caches, unedited measurements: inherited
         ctx = mp.get_context("fork")
         q = ctx.Queue()
         args = (contexts, cfg, rd, threads_per_worker(n), q)

@@ -137,14 +137,18 @@ class JobRunner:
         _seed_all(step_seed(self.job.seed, self.job.method, 0))
         base = {**self.common, "step": 0, "edits": 0, "schedule": "unedited"}
         base |= {"path": "unedited", "alpha": 0.0}
-        whats = [("edits", self.requests)]
-        if self.schedule.general_every:
-            whats.append(("general", []))
         rows = []
-        for what, reqs in whats:
-            rows += self._rows(base, self.fam.evaluate(what, reqs), what)
+        for what, reqs in self.unedited_measurements():
+            rows += self._rows(base, self.fam.evaluate_unedited(what, reqs), what)
         rows += self._rows(base, self.fam.reference_rows(), "reference")
         return rows
+
+    def unedited_measurements(self) -> list[tuple[str, list[Any]]]:
+        """What step 0 measures: the edit set, and general ability when scheduled."""
+        whats: list[tuple[str, list[Any]]] = [("edits", list(self.requests))]
+        if self.schedule.general_every:
+            whats.append(("general", []))
+        return whats
 
     def _rows(self, base: Row, rows: list[Row], what: str) -> list[Row]:
         k0 = _key(self.job.id, base["step"], base["schedule"], base["path"], base["alpha"])
@@ -252,9 +256,12 @@ class Contexts:
             self._by_seed[seed] = self.family(self.cfg, seed)
         return self._by_seed[seed]
 
-    def prepare(self, jobs: Sequence[Job]) -> None:
-        """Build every context and fill every editor's disk caches from the unedited models
-        (before workers fork, so they only read the caches)."""
+    def prepare(self, jobs: Sequence[Job], rd: RunDir) -> None:
+        """Build every context, fill every editor's disk caches and measure the unedited
+        models (before workers fork, so they only read the caches and the measurements)."""
         for job in jobs:
-            fam = self.get(job.seed)
-            fam.warm(get_editor(job.editor, {**dict(job.hparams), **fam.check_layer(job.layer)}))
+            runner = JobRunner(self.get(job.seed), job, self.cfg, rd)
+            runner.fam.warm(runner.editor)
+            if latest_checkpoint(runner.folder) is None:
+                for what, reqs in runner.unedited_measurements():
+                    runner.fam.evaluate_unedited(what, reqs)

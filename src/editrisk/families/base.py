@@ -31,6 +31,7 @@ class Family(ABC):
 
     def __init__(self, cfg: StudyConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
+        self._unedited: dict[tuple, list[Row]] = {}
 
     @classmethod
     @abstractmethod
@@ -81,6 +82,14 @@ class Family(ABC):
     def evaluate(self, what: str, requests: Sequence[Any]) -> list[Row]:
         """Rows (a `kind` and metric columns) of the model's current state: `what` is
         'edits' (the given requests) or 'general' (the family's general ability)."""
+
+    def evaluate_unedited(self, what: str, requests: Sequence[Any]) -> list[Row]:
+        """`evaluate` of the unedited model (the caller guarantees it is), measured once per
+        context and shared by every job (and every forked worker, when made before the fork)."""
+        key = (what, tuple(self.request_id(r) for r in requests))
+        if key not in self._unedited:
+            self._unedited[key] = self.evaluate(what, requests)
+        return self._unedited[key]
 
     def reference_rows(self) -> list[Row]:
         """Rows measured once per study and seed beside the unedited model (a testbed)."""
