@@ -117,6 +117,7 @@ def test_schedule_labels() -> None:
         ({"grid": {"alpha": [1.5]}, "methods": ["rome"]}, "field 'grid.alpha': alphas must"),
         ({"data": {"n_edit": 3}, "methods": ["rome"]}, "did you mean 'n_edits'"),
         ({"methods": ["rome", "rome"]}, "repeats label"),
+        ({"data": {"source": "file"}, "methods": ["rome"]}, "field 'data': source 'file' needs"),
         ({}, "lists no editor"),
         ({"methods": [{"name": "rome", "hparams": {"stepz": 3}}]}, "methods[0].hparams"),
         ({"methods": [{"name": "rome", "label": "../../x"}]}, "names a folder"),

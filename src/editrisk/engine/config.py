@@ -165,12 +165,13 @@ def _suggest(loc: tuple[Any, ...], model: type[BaseModel] | None) -> str:
 
 
 def validation_error(
-    err: ValidationError, source: str, model: type[BaseModel] | None
+    err: ValidationError, source: str, model: type[BaseModel] | None, prefix: str = ""
 ) -> InputError:
-    """The first problem of a pydantic error as an `InputError` naming file and key."""
+    """The first problem of a pydantic error as an `InputError` naming file and key (under
+    `prefix`, the section the model validates)."""
     e = err.errors()[0]
     loc = tuple(e["loc"])
-    where = ".".join(str(p) for p in loc) or None
+    where = ".".join(str(p) for p in (prefix, *loc) if p != "") or None
     if e["type"] == "extra_forbidden":
         return InputError(f"unknown key{_suggest(loc, model)}", file=source, field=where)
     msg = e["msg"].removeprefix("Value error, ")
@@ -182,12 +183,7 @@ def parse_section(schema: type[BaseModel], raw: Any, source: str, prefix: str) -
     try:
         return schema.model_validate(raw if raw is not None else {})
     except ValidationError as err:
-        e = validation_error(err, source, schema)
-        raise InputError(
-            str(e).split(": ", 1)[-1] if e.field else str(e),
-            file=source,
-            field=f"{prefix}.{e.field}" if e.field else prefix,
-        ) from None
+        raise validation_error(err, source, schema, prefix) from None
 
 
 def resolve(raw: dict[str, Any], source: str = "config") -> StudyConfig:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from editrisk.editors.base import Editor
@@ -44,6 +44,12 @@ class LanguageData(Section):
     format: str = "auto"
     heldout_path: str | None = None
     mqd: MQDSpec = Field(default_factory=MQDSpec)
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> LanguageData:
+        if self.source == "file" and not self.path:
+            raise ValueError("source 'file' needs data.path (a requests file)")
+        return self
 
 
 class LanguageEditSet(Section):
@@ -164,8 +170,6 @@ class LanguageFamily(Family):
         }
         end = max(stop for _, stop in spans.values())
         if d.source == "file":
-            if not d.path:
-                raise InputError("source 'file' needs data.path", field="data.path")
             pool = load_requests(d.path, d.format, end)
             held = load_requests(d.heldout_path, "auto", d.n_heldout) if d.heldout_path else []
             return self._slices(pool, spans), held
