@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--cov-tokens", type=int, default=140_000)
     ap.add_argument("--only-cov", action="store_true", help="only the covariance rows")
     ap.add_argument("--only-zstar", action="store_true", help="only the z* rows")
+    ap.add_argument("--only-rome", action="store_true", help="only the ROME row")
     args = ap.parse_args()
     setup_threads()
     h = load_model("smollm2-135m", device="cpu")
@@ -79,6 +80,10 @@ def main() -> None:
         deltas = [rome.edit(h, [r]) for r in reqs[: args.rome_edits]]
         per = (time.perf_counter() - t) / args.rome_edits
         eff = sum(efficacy(h, d, [r]) for d, r in zip(deltas, reqs)) / len(deltas)
+        para = 0.0
+        for d, r in zip(deltas, reqs):
+            with d.applied(h.model):
+                para += edit_metrics(h, [r])[0]["generalization.prob_compare"] / len(deltas)
         rows.append(
             {
                 "what": "ROME, per edit (20 steps max)",
@@ -86,9 +91,14 @@ def main() -> None:
                 "EasyEdit s": EASYEDIT["rome_s_per_edit"],
                 "speed-up": EASYEDIT["rome_s_per_edit"] / per,
                 "efficacy": eff,
+                "paraphrase": para,
             }
         )
 
+    if args.only_rome:
+        report("editors_smollm2_rome", rows)
+        return
+    if not (args.only_cov or args.only_zstar):
         memit.edit(h, reqs[:1])
         t = time.perf_counter()
         d = memit.edit(h, reqs)

@@ -5,6 +5,7 @@ on the edited prompt as it is scored as well as on running text."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from editrisk.editing.keys import compute_keys, key_owners
@@ -101,3 +102,26 @@ def test_targets_keep_one_delta_per_request_and_init_per_key(tiny) -> None:
     t = optimise_targets(tiny, [FIRST, MIDDLE], name, PREFIXES, s)
     assert t.owner == [0, 0, 1] and t.delta.shape[0] == 2 and t.init.shape[0] == 3
     torch.testing.assert_close(t.target[1] - t.init[1], t.delta[0])
+
+
+@pytest.mark.slow
+def test_rome_lands_subject_first_edits_on_smollm2(smollm) -> None:
+    """The misses that motivated this: a one-token subject opening the prompt (on the
+    attention sink) and a title tokenized apart at the start of a text."""
+    from editrisk.evaluation.metrics import edit_metrics
+
+    reqs = [
+        EditRequest("Windows", "{} was developed by", "Apple", "Microsoft", id="win"),
+        EditRequest(
+            "Romeo and Juliet",
+            "{} was written by",
+            "Charles Dickens",
+            "William Shakespeare",
+            id="rj",
+        ),
+    ]
+    ed = get_editor("rome")
+    for r in reqs:
+        assert edit_metrics(smollm, [r])[0]["efficacy.prob_compare"] == 0.0  # known before
+        with ed.edit(smollm, [r]).applied(smollm.model):
+            assert edit_metrics(smollm, [r])[0]["efficacy.prob_compare"] == 1.0, r.subject
