@@ -122,7 +122,8 @@ def free_cores(cores: int | None = None, window: float = 0.3) -> int:
 
     torch's threads spin against each other when the cores are oversubscribed (a 2-thread
     edit beside another 2-thread job ran 10-30x slower than alone); one thread per free core
-    keeps an edit near its share of the machine."""
+    keeps an edit near its share of the machine. Niced processes count as busy: beside one,
+    a 2-thread vision study ran over 3x slower than with one thread."""
     cores = cores or os.cpu_count() or 1
     busy = _busy_cores(window)
     if busy is None:
