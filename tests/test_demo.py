@@ -33,6 +33,7 @@ def test_demo_runs_both_configs_reports_and_resumes(tmp_path: Path, monkeypatch)
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "demo-language: results at the end" in res.output and "report:" in res.output
+    assert "paraphrase" in res.output and "edit shifted" in res.output
     for part, editors in (("language", {"rome", "memit", "d4s"}), ("vision", {"rewrite"})):
         run = load_run(out / part)
         assert {r["method"] for r in run.rows} == editors

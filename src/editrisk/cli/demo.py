@@ -12,12 +12,17 @@ from rich.table import Table
 
 from editrisk.cli._common import cli_errors, console, fmt, set_threads
 
+# Columns of the printed results (header -> metric); the report has them all.
 COLUMNS = {
-    "language": ("efficacy.prob_compare", "generalization.prob_compare",
-                 "specificity.prob_compare", "heldout.prob_compare"),
-    "vision": ("edit_success.top1", "edit_success_shifted.top1", "clean_acc.top1",
-               "shifted_acc.top1"),
+    "language": {"efficacy": "efficacy.prob_compare", "paraphrase": "generalization.prob_compare",
+                 "neighbours": "specificity.prob_compare", "held-out": "heldout.prob_compare"},
+    "vision": {"edit": "edit_success.top1", "edit shifted": "edit_success_shifted.top1",
+               "clean": "clean_acc.top1", "shifted": "shifted_acc.top1"},
 }  # fmt: skip
+CAPTION = {
+    "language": "ROME/MEMIT probability comparison, all edits after the last one",
+    "vision": "top-1 accuracy; shifted: mean over corruptions and severities",
+}
 
 
 @cli_errors
@@ -42,8 +47,9 @@ def demo(
         console.print(f"[bold]{cfg.name}[/bold]: {len(cfg.methods)} editor(s) on {cfg.model}")
         rd = run_study(cfg, out / part, show_progress=True, console=console)
         cols = COLUMNS[part]
-        table = Table("line", "alpha", *cols, title=f"{cfg.name}: results at the end")
+        table = Table("method / 1-LI path", "alpha", *cols, caption=CAPTION[part],
+                      title=f"{cfg.name}: results at the end")  # fmt: skip
         for p in trade_off_points(rd.results.rows()):
-            table.add_row(p["line"], fmt(p["alpha"]), *(fmt(p.get(c)) for c in cols))
+            table.add_row(p["line"], fmt(p["alpha"]), *(fmt(p.get(c)) for c in cols.values()))
         console.print(table)
         console.print(f"[bold]report:[/bold] {write_report(rd.path)}")
