@@ -347,6 +347,7 @@ def test_load_run_reads_any_run_with_one_schema(tmp_path) -> None:
     assert len(df) == len(run.rows) and set(df["kind"]) >= {"summary", "general", "diagnostics"}
     metrics = [c for c in df.columns if c not in IDENTITY and "." in c]
     assert "efficacy.prob_compare" in metrics and "heldout.prob_compare" in metrics
+    assert [r["step"] for r in run.select(kind="general")] == [0, 2, 3]
 
 
 def test_the_unedited_model_is_measured_once_for_all_jobs(tmp_path, monkeypatch) -> None:

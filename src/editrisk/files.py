@@ -1,11 +1,9 @@
-"""Writing files safely: atomically (never half-written) and only inside a chosen root."""
+"""Writing files safely: atomically, never half-written."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from editrisk.errors import EditriskError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -17,12 +15,3 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
-
-
-def inside(root: str | Path, *parts: str) -> Path:
-    """`root / parts...`, refused when a part would leave `root` (absolute, `..`, links)."""
-    base = Path(root).resolve()
-    path = base.joinpath(*parts).resolve()
-    if path != base and base not in path.parents:
-        raise EditriskError(f"{'/'.join(parts)!r} would be written outside {root}")
-    return path

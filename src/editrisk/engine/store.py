@@ -175,15 +175,11 @@ def _with_new_methods(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, 
 
 
 class RunDir:
-    """A run directory: config.yaml, environment.json, model.json, rows.jsonl, deltas/."""
+    """A run directory: config.yaml, environment.json, model.json, rows.jsonl, checkpoints/."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.results = ResultStore(self.path / "rows.jsonl")
-
-    @property
-    def deltas(self) -> Path:
-        return self.path / "deltas"
 
     @property
     def config_path(self) -> Path:
