@@ -182,6 +182,10 @@ def test_cli_sweep_alias_report_and_interpolate(local_run: tuple, tmp_path: Path
     assert mine == pytest.approx(theirs, abs=1e-5)
     res = runner.invoke(app, ["interpolate", "tiny-gpt2"])
     assert res.exit_code == 2 and "--delta and --request" in res.output
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "config.yaml").write_text("command: eval\n")
+    res = runner.invoke(app, ["interpolate", str(tmp_path / "eval")])
+    assert res.exit_code == 2 and "not a study run directory" in res.output
 
 
 def test_free_cores_leaves_busy_cores_alone(monkeypatch) -> None:

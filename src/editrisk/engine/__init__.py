@@ -112,6 +112,9 @@ def interpolate_run(
 
     src = RunDir(run_dir)
     raw = src.config()
+    if "methods" not in raw:
+        raise InputError("not a study run directory (its config names no methods)",
+                         file=str(src.config_path))  # fmt: skip
     raw["grid"] = {**raw.get("grid", {}), "alpha": list(alphas), "paths": "each"}
     cfg = resolve(raw, str(src.config_path))
     if cfg.protocol.name == "single":
