@@ -190,6 +190,13 @@ def test_sequential_accumulates_and_rows_carry_schedule(tmp_path) -> None:
     assert ret == {2: 4, 3: 5}  # all edits so far, every 2 steps and after the last
     final = [r for r in rows if r["schedule"] == "final" and r["kind"] == "request"]
     assert sorted(r["request"] for r in final) == sorted(q.id for q in REQS)
+    fr = next(r for r in final if r["request"] == "fr")  # what the report's drill-down shows
+    assert (fr["prompt"], fr["target_new"], fr["target_true"]) == (
+        "The capital of France is",
+        "Asia",
+        "Paris",
+    )
+    assert 0 < fr["p_new.per_token"] < 1 and isinstance(fr["generation.greedy"], str)
     assert sorted(r["step"] for r in rows if r["kind"] == "general") == [0, 2, 3]
     cum = [r["cum.l1_mean"] for r in rows if r["kind"] == "diagnostics"]
     assert cum == pytest.approx([0.02, 0.04, 0.05])

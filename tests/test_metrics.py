@@ -11,6 +11,7 @@ from editrisk.evaluation.metrics import (
     edit_metrics,
     generation_metrics,
     ngram_entropy,
+    request_detail,
     score_pairs,
     summarize,
     tfidf_similarity,
@@ -111,3 +112,22 @@ def test_generation_metrics_use_the_model(tiny) -> None:
     text = "France is" + tiny.generate("France is", 6)
     assert row["fluency.ngram_entropy"] == pytest.approx(ngram_entropy(text))
     assert 0.0 <= row["consistency.tfidf"] <= 1.0
+
+
+def test_request_detail_matches_unbatched_scores_and_generations(tiny) -> None:
+    """The drill-down's numbers: per-token probabilities as one unbatched forward computes
+    them, and left-padded batched greedy text equal to one prompt at a time."""
+    short = EditRequest("Peru", "{} is in", "Asia", None, id="pe")
+    reqs = [REQ, short]
+    detail = request_detail(tiny, reqs, batch_size=2, max_new_tokens=5)
+    assert detail[0]["prompt"] == "The capital of France is"
+    assert (detail[0]["target_new"], detail[0]["target_true"]) == ("Rome", "Paris")
+    assert detail[0]["p_new.per_token"] == pytest.approx(
+        hand(tiny, REQ.rendered, "Rome")[0], rel=1e-5
+    )
+    assert detail[0]["p_true.per_token"] == pytest.approx(
+        hand(tiny, REQ.rendered, "Paris")[0], rel=1e-5
+    )
+    assert detail[1]["p_true.per_token"] is None
+    for r, d in zip(reqs, detail):
+        assert d["generation.greedy"] == tiny.generate(r.rendered, 5)

@@ -179,3 +179,60 @@ def generation_metrics(
         }
         for i, (r, g) in enumerate(zip(requests, gens))
     ]
+
+
+# -- per-request detail (the report's drill-down) --------------------------------------------------
+GENERATION_TOKENS = 8  # greedy tokens per edited prompt: a few words, cheap at every check
+
+
+def greedy_continuations(
+    h: ModelHandle, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32
+) -> list[str]:
+    """Greedy completions (new text only) of `prompts`, batched with left padding."""
+    import torch
+
+    tok, out = h.tokenizer, []
+    side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
+            batch = {k: v.to(h.device) for k, v in batch.items()}
+            with torch.no_grad():
+                ids = h.model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                )
+            new = ids[:, batch["input_ids"].shape[1] :]
+            out += tok.batch_decode(new, skip_special_tokens=True)
+    finally:
+        tok.padding_side = side
+    return out
+
+
+def request_detail(
+    h: ModelHandle,
+    requests: Sequence[EditRequest],
+    batch_size: int = 32,
+    max_new_tokens: int = GENERATION_TOKENS,
+) -> list[dict[str, str | float | None]]:
+    """Per request, what a reader checks by eye: the rewrite prompt, both targets, their
+    per-token probabilities (`p_new.per_token`, `p_true.per_token`: exp of the mean token
+    log-prob) and the greedy continuation of the prompt (`generation.greedy`)."""
+    pairs = [(r.rendered, r.target_new) for r in requests]
+    pairs += [(r.rendered, r.target_true) for r in requests if r.target_true is not None]
+    probs = dict(zip(pairs, (s.prob for s in score_pairs(h, pairs, batch_size))))
+    gens = greedy_continuations(h, [r.rendered for r in requests], max_new_tokens, batch_size)
+    return [
+        {
+            "prompt": r.rendered,
+            "target_new": r.target_new,
+            "target_true": r.target_true,
+            "p_new.per_token": probs[(r.rendered, r.target_new)],
+            "p_true.per_token": probs.get((r.rendered, r.target_true)),
+            "generation.greedy": g,
+        }
+        for r, g in zip(requests, gens)
+    ]

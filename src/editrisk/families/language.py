@@ -61,7 +61,11 @@ class LanguageEditSet(Section):
 
 class LanguageEvaluation(Section):
     batch_size: int = Field(32, ge=1)
-    request_rows: bool = Field(True, description="one row per request besides the summary")
+    request_rows: bool = Field(
+        True,
+        description="one row per request besides the summary (with its prompt, targets, "
+        "their probabilities and a short greedy generation)",
+    )
     perplexity_sentences: int = Field(48, ge=0)
     shifts: list[str] = Field(default_factory=list)
     shift_severities: list[int] = Field(default_factory=lambda: [1, 3])
@@ -127,15 +131,17 @@ class LanguageFamily(Family):
             editor.prefixes(self.h)
 
     def evaluate(self, what: str, requests: Sequence[EditRequest]) -> list[Row]:
-        from editrisk.evaluation.metrics import edit_metrics, summarize
+        from editrisk.evaluation.metrics import edit_metrics, request_detail, summarize
 
         if what == "general":
             return self._general()
         per_request = edit_metrics(self.h, requests, self.ev.batch_size)
         rows: list[Row] = [{"kind": "summary", "n": len(requests), **summarize(per_request)}]
         if self.ev.request_rows:
+            detail = request_detail(self.h, requests, self.ev.batch_size)
             rows += [
-                {"kind": "request", "request": r.id, **m} for r, m in zip(requests, per_request)
+                {"kind": "request", "request": r.id, **m, **d}
+                for r, m, d in zip(requests, per_request, detail)
             ]
         return rows
 
