@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from editrisk.cli import app
 from editrisk.engine.store import RunDir
 from editrisk.report import analyze_run, collapse_step, curve, l1_curve, pearson, spearman
-from editrisk.report.stats import ranks
+from editrisk.report.stats import bootstrap_ci, correlation_p, ranks
 
 
 def test_pearson_and_spearman() -> None:
@@ -23,6 +23,34 @@ def test_pearson_and_spearman() -> None:
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert list(ranks([10, 20, 20, 5])) == [2.0, 3.5, 3.5, 1.0]
     assert pearson([1, 2], [2, 1]) is None and pearson([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_p_values_match_scipy() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=12)
+    y = 0.4 * x + rng.normal(size=12)
+    assert correlation_p(pearson(x, y), 12) == pytest.approx(stats.pearsonr(x, y).pvalue)
+    assert correlation_p(spearman(x, y), 12) == pytest.approx(stats.spearmanr(x, y).pvalue)
+    assert correlation_p(None, 12) is None and correlation_p(0.5, 2) is None
+
+
+def test_bootstrap_interval_on_known_data() -> None:
+    """A normal sample: the percentile bootstrap of the mean is close to scipy's t-interval;
+    a 0/1 sample of 90 hits in 100: close to the normal-approximation interval."""
+    from scipy import stats
+
+    x = np.random.default_rng(0).normal(5.0, 2.0, size=400)
+    lo, hi = bootstrap_ci(x)
+    tlo, thi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert lo < x.mean() < hi
+    assert (lo, hi) == pytest.approx((tlo, thi), abs=0.03)
+    hits = [1.0] * 90 + [0.0] * 10
+    half = 1.96 * np.sqrt(0.9 * 0.1 / 100)
+    assert bootstrap_ci(hits) == pytest.approx((0.9 - half, 0.9 + half), abs=0.015)
+    assert bootstrap_ci(hits) == bootstrap_ci(hits)  # seeded
+    assert bootstrap_ci([0.7, 0.7, 0.7]) == (0.7, 0.7) and bootstrap_ci([0.7]) is None
 
 
 def test_collapse_needs_to_stay_below() -> None:
@@ -91,6 +119,7 @@ def test_analyze_writes_plots_and_table(tmp_path) -> None:
     by = {r["method"]: r for r in rep.rows}
     assert by["rome"]["pearson r"] == pytest.approx(-1.0)
     assert by["rome"]["spearman rho"] == pytest.approx(-1.0) and by["rome"]["n"] == 5
+    assert by["rome"]["pearson p"] == 0.0 and by["d4s"]["pearson p"] is None
     assert by["rome"]["collapse at edit"] == 30  # 1 - 0.2*3 = 0.4 < 0.5 from step 3 on
     assert by["d4s"]["collapse at edit"] is None and by["d4s"]["pearson r"] is None
     assert (rep.folder / "summary.csv").is_file() and (rep.folder / "summary.md").is_file()

@@ -15,7 +15,7 @@ from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
 from editrisk.files import atomic_write_text
 from editrisk.report.curves import EDIT_KEYS, Point, collapse_step, curve, l1_curve, methods
-from editrisk.report.stats import pearson, spearman
+from editrisk.report.stats import correlation_p, pearson, spearman
 
 EDIT_METRICS = ("efficacy", "generalization", "specificity")
 GENERAL_METRICS = ("heldout.prob_compare", "perplexity", "shifted_acc.top1")
@@ -82,8 +82,10 @@ def method_summary(
         "ppl before": _first(ppl),
         "ppl after": _last(ppl),
         "L1 growth": (_last(l1) / _first(l1)) if l1 and _first(l1) else None,
-        "pearson r": pearson(xs, ys),
-        "spearman rho": spearman(xs, ys),
+        "pearson r": (r := pearson(xs, ys)),
+        "pearson p": correlation_p(r, len(paired)),
+        "spearman rho": (rho := spearman(xs, ys)),
+        "spearman p": correlation_p(rho, len(paired)),
         "n": len(paired),
         "collapse at edit": collapse_step(retention, threshold),
         "failed steps": sum(1 for r in mine if r.get("kind") == "failed"),
@@ -162,7 +164,9 @@ def analyze_run(run_dir: str | Path, metric: str | None = None, threshold: float
     note = (
         f"Collapse: the retention check (all edits so far) of `{metric}` falls below "
         f"{threshold} and stays below. Correlations: edited weights' L1 (sum) vs "
-        f"retention `{metric}`, over the retention checks (n points).\n\n"
+        f"retention `{metric}`, over the retention checks (n points), with two-sided p-values "
+        "(t-test, n - 2 degrees of freedom; both move with the number of edits, so a small p "
+        "is no evidence of cause).\n\n"
     )
     atomic_write_text(rep.folder / "summary.md", note + rep.table_markdown + "\n")
     atomic_write_text(

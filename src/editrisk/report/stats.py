@@ -1,4 +1,5 @@
-"""Pearson and Spearman correlation (numpy only; ties get average ranks)."""
+"""Pearson and Spearman correlation with two-sided p-values (ties get average ranks), and
+percentile bootstrap intervals of a mean."""
 
 from __future__ import annotations
 
@@ -35,3 +36,43 @@ def ranks(x: Sequence[float]) -> np.ndarray:
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rho: Pearson's r of the ranks."""
     return pearson(ranks(x), ranks(y))
+
+
+def correlation_p(r: float | None, n: int) -> float | None:
+    """Two-sided p-value of a correlation `r` over `n` points against no correlation (the
+    t-test with n - 2 degrees of freedom that scipy's pearsonr and spearmanr use)."""
+    from scipy import stats
+
+    if r is None or n < 3:
+        return None
+    if abs(r) >= 1.0:
+        return 0.0
+    t = r * np.sqrt((n - 2) / (1.0 - r * r))
+    return float(2 * stats.t.sf(abs(t), n - 2))
+
+
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+
+def bootstrap_ci(
+    values: Sequence[float], confidence: float = CONFIDENCE, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of `values` (BOOTSTRAP_RESAMPLES resamples,
+    seeded); None with fewer than 2 values, the value itself when all are equal."""
+    from scipy import stats
+
+    a = np.asarray(values, dtype=float)
+    if len(a) < 2:
+        return None
+    if np.all(a == a[0]):
+        return float(a[0]), float(a[0])
+    res = stats.bootstrap(
+        (a,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
