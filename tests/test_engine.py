@@ -275,6 +275,7 @@ def test_diagnostics_match_numpy() -> None:
     assert row["weight.cond"] == pytest.approx(np.linalg.cond(wn), rel=1e-3)
     assert row["cum.spectral"] == pytest.approx(np.linalg.norm(dn, 2), rel=1e-4)
     assert row["step.l1_sum"] == pytest.approx(np.abs(dn).sum(), rel=1e-5)
+    assert row["unedited.l1_sum"] == pytest.approx(np.abs(wn - dn).sum(), rel=1e-5)
 
 
 def test_checkpoint_roundtrip_keeps_latest_only(tmp_path) -> None:

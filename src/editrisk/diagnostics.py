@@ -58,8 +58,9 @@ def step_diagnostics(
     condition: bool = False,
 ) -> list[dict[str, float | int | str | None]]:
     """One row per edited parameter: norms of the weight (`weight.`), of the cumulative delta
-    since the start (`cum.`) and of this step's delta (`step.`). `condition` adds the weight's
-    condition number (an SVD: not cheap)."""
+    since the start (`cum.`) and of this step's delta (`step.`), and `unedited.l1_sum`, the L1
+    of the weight minus the cumulative delta (the unedited weight: the report's reference line).
+    `condition` adds the weight's condition number (an SVD: not cheap)."""
     params = dict(model.named_parameters())
     rows: list[dict[str, float | int | str | None]] = []
     for name in sorted(cumulative.names):
@@ -73,5 +74,7 @@ def step_diagnostics(
         for prefix, matrix, cond in parts:
             norms = matrix_norms(matrix, spectral_iters=spectral_iters, condition=cond)
             row.update({f"{prefix}.{k}": v for k, v in norms.items()})
+        w0 = params[name].detach().float() - cumulative.dense(name).to(params[name].device)
+        row["unedited.l1_sum"] = float(w0.abs().sum())
         rows.append(row)
     return rows
