@@ -1,5 +1,7 @@
 """Errors that editrisk raises on bad input; the CLI turns them into exit code 2."""
 
+from __future__ import annotations
+
 
 class EditriskError(Exception):
     """Bad input or an unusable setting, with a message a user can act on."""
@@ -30,3 +32,14 @@ class InputError(EditriskError):
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.file, self.record, self.field = file, record, field
+
+
+class FileError(EditriskError):
+    """A file or folder that cannot be read or written (permissions, a file where a folder
+    is needed, a full disk): the message names the path and the reason."""
+
+    @classmethod
+    def of(cls, err: OSError, path: object = None) -> FileError:
+        """`err` as one line naming its path (or `path`)."""
+        where = err.filename if err.filename is not None else path
+        return cls(f"cannot access {where}: {err.strerror or err}")

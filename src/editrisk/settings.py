@@ -81,11 +81,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML config file's top-level mapping ({} when empty); errors name the file."""
     import yaml
 
+    from editrisk.files import read_text
+
     path = Path(path)
     if not path.is_file():
         raise InputError("config file not found", file=str(path))
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text(path))
     except yaml.YAMLError as err:
         raise InputError(f"not valid YAML ({err})", file=str(path)) from err
     if raw is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from editrisk.errors import InputError
+from editrisk.files import read_text
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -19,20 +20,28 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", file=str(path))
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         head = f.read(4096).lstrip()
         f.seek(0)
-        if head.startswith("["):
+        if head.startswith(b"["):
             try:
-                data = json.load(f)
+                data = json.loads(read_text(path))
             except json.JSONDecodeError as err:
                 raise InputError(
                     f"not valid JSON (line {err.lineno}: {err.msg})", file=str(path)
                 ) from err
+            if not isinstance(data, list):
+                raise InputError("expected a JSON array of records", file=str(path))
             yield from enumerate(data)
             return
         record = -1
-        for line in f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(
+                    f"not UTF-8 text (line {lineno}, byte {raw[err.start]:#04x})", file=str(path)
+                ) from None
             if not line.strip():
                 continue
             record += 1
