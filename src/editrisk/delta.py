@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from editrisk.diagnostics import matrix_norms
-from editrisk.errors import EditriskError
+from editrisk.errors import EditriskError, InputError
 
 _LAYER_RE = re.compile(r"\.(\d+)\.")
 
@@ -199,9 +199,18 @@ class Delta:
             if id(model) in self._backups:
                 raise EditriskError("this delta is already applied to this model; revert first")
             self._backups[id(model)] = {n: params[n].detach().clone() for n in self.updates}
+        new = {}
         for n, u in self.updates.items():
             p = params[n]
-            p.add_(_dense(u).to(device=p.device, dtype=torch.float32).to(p.dtype))
+            new[n] = p + _dense(u).to(device=p.device, dtype=torch.float32).to(p.dtype)
+            if not torch.isfinite(new[n]).all():
+                self._backups.pop(id(model), None)
+                raise EditriskError(
+                    f"'{n}' would hold inf or NaN once the delta is added in {p.dtype} "
+                    "(out of the dtype's range); refusing to apply it"
+                )
+        for n, w in new.items():
+            params[n].copy_(w)
         return model
 
     @torch.no_grad()
@@ -277,24 +286,77 @@ class Delta:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Delta:
+        """Read a Delta written by `save`; anything else is an `InputError` naming the file
+        and the tensor key or metadata field at fault."""
         path = Path(path)
         if not path.is_file():
-            raise EditriskError(f"delta file not found: {path}")
+            raise InputError("delta file not found", file=str(path))
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as f:
                 header = f.metadata() or {}
                 if header.get("format") != "editrisk.delta/1":
-                    raise EditriskError(
-                        f"{path}: not an editrisk delta (format {header.get('format')!r})"
+                    raise InputError(
+                        f"not an editrisk delta (format {header.get('format')!r})", file=str(path)
                     )
                 raw = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         except (OSError, ValueError, SafetensorError) as err:
-            raise EditriskError(f"{path}: unreadable safetensors file ({err})") from err
-        updates: dict[str, Update] = {}
-        for key, t in raw.items():
-            kind, name = key.split("::", 1)
-            if kind == "dense":
-                updates[name] = t
-            elif kind == "lowrank_left":
+            msg = " ".join(str(err).split())
+            raise InputError(f"unreadable safetensors file ({msg})", file=str(path)) from None
+        try:
+            metadata = json.loads(header.get("metadata", "{}"))
+        except json.JSONDecodeError as err:
+            raise InputError(f"not JSON ({err.msg})", file=str(path), field="metadata") from None
+        if not isinstance(metadata, dict):
+            raise InputError("expected a JSON object", file=str(path), field="metadata")
+        layers = metadata.get("layers")
+        if isinstance(layers, dict) and not all(
+            v is None or type(v) is int for v in layers.values()
+        ):
+            raise InputError("expected parameter -> layer index", file=str(path),
+                             field="metadata.layers")  # fmt: skip
+        if not isinstance(layers, (dict, list, type(None))):
+            raise InputError("expected a list or an object", file=str(path),
+                             field="metadata.layers")  # fmt: skip
+        if not isinstance(metadata.get("model_fingerprint", ""), (str, type(None))):
+            raise InputError("expected a string", file=str(path),
+                             field="metadata.model_fingerprint")  # fmt: skip
+        return cls(_updates(raw, str(path)), metadata)
+
+    def check_model(self, fingerprint: str, source: str) -> None:
+        """Refuse to apply this delta to a model other than the one it was computed on (an
+        edited model would get the edit twice); `source` names the delta in the message."""
+        fp = self.metadata.get("model_fingerprint")
+        if fp and fp != fingerprint:
+            raise EditriskError(
+                f"{source} was computed on model {fp}, not on this model ({fingerprint}); "
+                "was the edit already applied?"
+            )
+
+
+_KINDS = ("dense", "lowrank_left", "lowrank_right")
+
+
+def _updates(raw: dict[str, torch.Tensor], file: str) -> dict[str, Update]:
+    """The updates of a delta file's tensors (keys `kind::parameter`), checked."""
+    updates: dict[str, Update] = {}
+    for key, t in raw.items():
+        kind, sep, name = key.partition("::")
+        if not sep or kind not in _KINDS or not name:
+            raise InputError(f"tensor key must be one of {_KINDS} '::' a parameter name",
+                             file=file, field=key)  # fmt: skip
+        if not t.is_floating_point():
+            raise InputError(f"expected a floating-point tensor, got {t.dtype}",
+                             file=file, field=key)  # fmt: skip
+        other = {"lowrank_left": "lowrank_right", "lowrank_right": "lowrank_left"}.get(kind)
+        if other and f"{other}::{name}" not in raw:
+            raise InputError(f"low-rank factor without its {other} pair", file=file, field=key)
+        if kind == "dense":
+            if f"lowrank_left::{name}" in raw:
+                raise InputError("both dense and low-rank updates", file=file, field=key)
+            updates[name] = t
+        elif kind == "lowrank_left":
+            try:
                 updates[name] = LowRank(t, raw[f"lowrank_right::{name}"])
-        return cls(updates, json.loads(header.get("metadata", "{}")))
+            except ValueError as err:
+                raise InputError(str(err), file=file, field=key) from None
+    return updates

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from editrisk.errors import EditriskError
+from editrisk.errors import EditriskError, FileError
 
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,7 +31,8 @@ def fail(message: str) -> typer.Exit:
 
 
 def cli_errors(fn: F) -> F:
-    """Turn editrisk's input errors into one line on stderr and exit code 2."""
+    """Turn editrisk's input errors, and files that cannot be read or written (a read-only
+    folder, a file where a folder is needed), into one line on stderr and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,8 +40,20 @@ def cli_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except EditriskError as err:
             raise fail(str(err)) from None
+        except OSError as err:
+            raise fail(str(FileError.of(err))) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def load_delta(path: Any) -> Any:
+    """The Delta saved at `path` for a command to apply: refused when it holds no update."""
+    from editrisk.delta import Delta
+
+    d = Delta.load(path)
+    if not len(d):
+        raise EditriskError(f"{path}: the delta holds no update")
+    return d
 
 
 def fmt(v: Any) -> str:

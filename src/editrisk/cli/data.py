@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from editrisk.cli._common import cli_errors, console, fmt
+from editrisk.cli._common import DeviceOpt, DtypeOpt, cli_errors, console, fmt, load_delta
 
 data_app = typer.Typer(help="Build edit datasets (WorldFacts, MQD).", no_args_is_help=True)
 build_app = typer.Typer(help="Build a built-in edit set.", no_args_is_help=True)
@@ -91,12 +91,12 @@ def eval_cmd(
     heldout: Path | None = typer.Option(None, help="unedited facts for held-out accuracy"),
     ppl: bool = typer.Option(False, "--perplexity", help="perplexity on a built-in text sample"),
     batch_size: int = typer.Option(32, min=1),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
 ) -> None:
     """Edit metrics of MODEL (with --delta: of the edited model) on REQUESTS; prints a table and
     writes one row per request and a summary row to the run directory."""
     from editrisk.data import load_requests
-    from editrisk.delta import Delta
     from editrisk.engine.store import RunDir
     from editrisk.evaluation.shifts import check_kinds
     from editrisk.evaluation.suite import evaluate
@@ -105,8 +105,10 @@ def eval_cmd(
     kinds = check_kinds([k.strip() for k in shift_kinds.split(",") if k.strip()])
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
     held = load_requests(str(heldout)) if heldout else None
-    d = Delta.load(delta) if delta else None
-    h = load_model(model, device=device)
+    d = load_delta(delta) if delta else None
+    h = load_model(model, device=device, dtype=dtype)
+    if d is not None:
+        d.check_model(h.fingerprint(), str(delta))
     run = RunDir(run_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S"))
     config = {
         "command": "eval",

@@ -10,8 +10,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from editrisk.cli._common import DeviceOpt, DtypeOpt, cli_errors, console
+from editrisk.cli._common import DeviceOpt, DtypeOpt, cli_errors, console, load_delta
 from editrisk.errors import EditriskError, InputError
+from editrisk.files import read_text
 
 
 def _requests(
@@ -49,7 +50,7 @@ def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
         path = Path(hparams)
         if not path.is_file():
             raise EditriskError(f"hyperparameter file not found: {path}")
-        loaded = _yaml(path.read_text(), str(path))
+        loaded = _yaml(read_text(path), str(path))
         if not isinstance(loaded, dict):
             raise InputError("expected a mapping of hyperparameters", file=str(path))
         out.update(loaded)
@@ -146,14 +147,11 @@ def export(
 ) -> None:
     """Write MODEL with DELTA applied as a standard Hugging Face folder."""
     from editrisk.api import export_model
-    from editrisk.delta import Delta
     from editrisk.models import load_model
 
-    d = Delta.load(delta)
+    d = load_delta(delta)
     h = load_model(model, device=device, dtype=dtype)
-    fp = d.metadata.get("model_fingerprint")
-    if fp and fp != h.fingerprint():
-        raise EditriskError(f"{delta} was computed on model {fp}, not {h.fingerprint()}")
+    d.check_model(h.fingerprint(), str(delta))
     console.print(f"edited model written to {export_model(h, d, out)}")
 
 
@@ -167,6 +165,7 @@ def interpolate(
     threshold: float = typer.Option(0.9, help="edit-success threshold for alpha selection"),
     out: Path = typer.Option(None, help="run directory for the rows"),
     device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
 ) -> None:
     """1-LI: each edited layer alone (and all together) scaled by every alpha; edit
     success and held-out knowledge per point, monotonicity check, chosen alphas.
@@ -189,7 +188,6 @@ def interpolate(
     if delta is None or request is None:
         raise EditriskError("interpolating a saved edit needs --delta and --request")
     from editrisk.data.worldfacts import build_worldfacts, round_robin
-    from editrisk.delta import Delta
     from editrisk.engine.store import RunDir
     from editrisk.evaluation.general import heldout_accuracy
     from editrisk.evaluation.metrics import edit_metrics, summarize
@@ -203,8 +201,9 @@ def interpolate(
     from editrisk.models import load_model
 
     reqs = _requests(request, None, None, None, None)
-    d = Delta.load(delta)
-    h = load_model(model, device=device)
+    d = load_delta(delta)
+    h = load_model(model, device=device, dtype=dtype)
+    d.check_model(h.fingerprint(), str(delta))
     edited_ids = {r.id for r in reqs}
     held = [
         r for r in round_robin(build_worldfacts(h), heldout + len(reqs)) if r.id not in edited_ids
