@@ -114,24 +114,30 @@ class EditRequest:
                 raise InputError("expected a list of strings", file=file, record=record, field=key)
             return tuple(v)
 
+        def fail(msg: str, fld: str) -> None:
+            raise InputError(msg, file=file, record=record, field=fld)
+
+        raw_neighbours = d.get("neighbours") or []
+        if not isinstance(raw_neighbours, list):
+            fail("expected a list of {prompt, target} objects", "neighbours")
         neighbours = []
-        for i, n in enumerate(d.get("neighbours") or []):
-            if not isinstance(n, dict) or not {"prompt", "target"} <= set(n):
-                raise InputError(
-                    f"neighbour {i} must be an object with prompt and target",
-                    file=file,
-                    record=record,
-                    field="neighbours",
-                )
-            neighbours.append(Neighbour(str(n["prompt"]), str(n["target"])))
-        for key in ("subject", "prompt", "target_new"):
-            if not isinstance(d[key], str):
-                raise InputError(
-                    f"expected a string, got {type(d[key]).__name__}",
-                    file=file,
-                    record=record,
-                    field=key,
-                )
+        for i, n in enumerate(raw_neighbours):
+            if not isinstance(n, dict) or set(n) != {"prompt", "target"}:
+                fail(f"neighbour {i} must be an object with prompt and target", "neighbours")
+            if not all(isinstance(n[k], str) for k in ("prompt", "target")):
+                fail(f"neighbour {i}: prompt and target must be strings", "neighbours")
+            neighbours.append(Neighbour(n["prompt"], n["target"]))
+        for key in ("subject", "prompt", "target_new", "target_true", "relation"):
+            v = d.get(key)
+            if not isinstance(v, str) and (
+                v is not None or key in ("subject", "prompt", "target_new")
+            ):
+                fail(f"expected a string, got {type(v).__name__}", key)
+        rid = d.get("id", "")
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            fail(f"expected a string or an integer, got {type(rid).__name__}", "id")
+        if not isinstance(d.get("extra") or {}, dict):
+            fail(f"expected an object, got {type(d['extra']).__name__}", "extra")
         req = object.__new__(cls)
         values = dict(
             subject=d["subject"],
@@ -141,7 +147,7 @@ class EditRequest:
             paraphrases=strs("paraphrases"),
             neighbours=tuple(neighbours),
             generation_prompts=strs("generation_prompts"),
-            id=str(d.get("id", "")),
+            id=str(rid),
             relation=d.get("relation"),
             extra=dict(d.get("extra") or {}),
         )

@@ -9,6 +9,7 @@ instance, with `state_dict` / `load_state_dict`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
@@ -60,26 +61,38 @@ _SCALARS: dict[type, tuple[type, ...]] = {
 
 
 def _check_type(owner: str, name: str, value: Any, hint: Any) -> None:
-    """Refuse a hyperparameter of the wrong type (a YAML or `--set` slip) by its name, before
-    validation trips over it with a TypeError. Plain scalars and tuples of them are checked."""
+    """Refuse a hyperparameter of the wrong type (a YAML or `--set` slip) or a float that is
+    not finite by its name, before validation trips over it. Scalars and (nested) tuples of
+    them are checked."""
+    if not _fits(value, hint):
+        raise EditriskError(
+            f"{owner}: hyperparameter '{name}' must be {_describe(hint)}, got {value!r}"
+        )
+
+
+def _fits(value: Any, hint: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple:
-        ok = isinstance(value, tuple)
-        if ok and len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALARS:
-            ok = all(_is(x, args[0]) for x in value)
-        expected = (
-            f"a list of {args[0].__name__}" if args and isinstance(args[0], type) else "a list"
-        )
-    elif hint in _SCALARS:
-        ok, expected = _is(value, hint), hint.__name__
-    else:
-        return
-    if not ok:
-        raise EditriskError(f"{owner}: hyperparameter '{name}' must be {expected}, got {value!r}")
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(x, args[0]) for x in value)
+        return len(value) == len(args) and all(_fits(x, a) for x, a in zip(value, args))
+    if hint in _SCALARS:
+        ok = isinstance(value, _SCALARS[hint]) and (hint is bool or not isinstance(value, bool))
+        return ok and (hint is not float or math.isfinite(value))
+    return True
 
 
-def _is(value: Any, kind: type) -> bool:
-    return isinstance(value, _SCALARS[kind]) and (kind is bool or not isinstance(value, bool))
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+    if hint is float:
+        return "a finite float"
+    return getattr(hint, "__name__", str(hint))
 
 
 def require(condition: bool, message: str) -> None:

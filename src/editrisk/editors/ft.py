@@ -36,6 +36,7 @@ class FTParams(HParams):
         require(self.lr > 0, "lr must be > 0")
         require(self.norm_constraint >= 0, "norm_constraint must be >= 0")
         require(self.loss in ("target", "sequence"), "loss must be 'target' or 'sequence'")
+        require(self.batch_size >= 1, "batch_size must be >= 1")
 
 
 @register
