@@ -45,8 +45,22 @@ def test_run_dir_records_start_and_refuses_other_config(tmp_path) -> None:
     assert json.loads((run.path / "model.json").read_text())["fingerprint"] == "abc"
     assert run.config() == {"editor": "rome", "seed": 0}
     run.start({"seed": 0, "editor": "rome"})  # same config: resume is fine
+    run.start({"editor": "ft", "seed": 0})  # no row yet: a corrected config takes its place
+    assert run.config() == {"editor": "ft", "seed": 0}
+    run.results.append({"kind": "summary", "x": 1.0})
     with pytest.raises(EditriskError, match="different config"):
         run.start({"editor": "memit", "seed": 0})
+    assert run.config() == {"editor": "ft", "seed": 0}
+
+
+def test_non_finite_numbers_are_stored_as_null_and_named(tmp_path) -> None:
+    store = ResultStore(tmp_path / "rows.jsonl")
+    store.append({"kind": "summary", "a": 1.0, "b": float("nan"), "c": [1.0, float("inf")]})
+    line = store.path.read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert store.rows() == [
+        {"kind": "summary", "a": 1.0, "b": None, "c": [1.0, None], "nonfinite": ["b", "c"]}
+    ]
 
 
 def test_exports(tmp_path) -> None:

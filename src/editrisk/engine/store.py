@@ -13,6 +13,7 @@ import csv
 import fcntl
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from editrisk.errors import EditriskError
-from editrisk.files import atomic_write_text
+from editrisk.files import atomic_write_text, read_text, under
 
 TRACKED_PACKAGES = ("editrisk", "torch", "transformers", "safetensors", "numpy", "gguf")
 
@@ -67,7 +68,10 @@ class ResultStore:
         rows = [rows] if isinstance(rows, dict) else list(rows)
         if not rows:
             return
-        payload = "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows)
+        payload = "".join(
+            json.dumps(_finite(r), sort_keys=True, default=_jsonable, allow_nan=False) + "\n"
+            for r in rows
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(self.path, os.O_APPEND) as fd:
             _cut_torn_tail(fd)
@@ -138,6 +142,31 @@ def _cut_torn_tail(fd: int) -> None:
     os.ftruncate(fd, data.rfind(b"\n") + 1)
 
 
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with every NaN or infinite number (nested ones too) written as null and its
+    column named in `nonfinite`: valid JSON, and a reader sees the value is missing and why."""
+    bad = sorted(k for k, v in row.items() if _nulled(v) is not v)
+    if not bad:
+        return row
+    return {**{k: _nulled(v) for k, v in row.items()}, "nonfinite": bad}
+
+
+def _nulled(v: Any) -> Any:
+    """`v` itself when every number in it is finite, else a copy with those numbers as None."""
+    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:
+        x = v.item()
+        return v if not isinstance(x, float) or math.isfinite(x) else None
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, (dict, list, tuple)):
+        items = v.items() if isinstance(v, dict) else enumerate(v)
+        new = {k: _nulled(x) for k, x in items}
+        if all(new[k] is x for k, x in (v.items() if isinstance(v, dict) else enumerate(v))):
+            return v
+        return new if isinstance(v, dict) else list(new.values())
+    return v
+
+
 def _jsonable(x: Any) -> Any:
     if hasattr(x, "item"):
         return x.item()
@@ -195,8 +224,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         config = yaml.safe_load(yaml.safe_dump(config, sort_keys=True))  # as stored
         with _locked(self.path / ".config.lock"):  # two `--only` runs starting at once
-            if self.config_path.exists():
-                stored = yaml.safe_load(self.config_path.read_text())
+            if self.config_path.exists() and self.holds_results():
+                stored = self.config()
                 merged = _with_new_methods(stored, config)
                 if merged is None:
                     why = _differs(stored, config)
@@ -207,18 +236,28 @@ class RunDir:
             else:
                 stored, merged = None, config
             if merged != stored:
-                atomic_write_text(self.config_path, yaml.safe_dump(merged, sort_keys=True))
-        atomic_write_text(self.path / "environment.json", json.dumps(environment(), indent=2))
+                self.write_text("config.yaml", yaml.safe_dump(merged, sort_keys=True))
+        self.write_text("environment.json", json.dumps(environment(), indent=2))
         if model_info is not None:
-            atomic_write_text(
-                self.path / "model.json", json.dumps(model_info, indent=2, sort_keys=True)
-            )
+            self.write_text("model.json", json.dumps(model_info, indent=2, sort_keys=True))
+
+    def holds_results(self) -> bool:
+        """Whether a run wrote anything here beyond its config (a start that failed before its
+        first row leaves none, and a corrected config may then take its place)."""
+        return self.results.path.exists() or (self.path / "checkpoints").exists()
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write file `name` of this run directory atomically; a name leading outside is
+        refused."""
+        path = under(self.path, name)
+        atomic_write_text(path, text, root=self.path)
+        return path
 
     def config(self) -> dict[str, Any]:
         if not self.config_path.exists():
             raise EditriskError(f"{self.path} is not a run directory (no config.yaml)")
         try:
-            cfg = yaml.safe_load(self.config_path.read_text())
+            cfg = yaml.safe_load(read_text(self.config_path))
         except yaml.YAMLError as err:
             raise EditriskError(f"{self.config_path}: not valid YAML ({err})") from err
         if not isinstance(cfg, dict):
@@ -227,7 +266,15 @@ class RunDir:
 
     def model_info(self) -> dict[str, Any]:
         path = self.path / "model.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            info = json.loads(read_text(path))
+        except json.JSONDecodeError as err:
+            raise EditriskError(f"{path}: not valid JSON ({err.msg})") from None
+        if not isinstance(info, dict):
+            raise EditriskError(f"{path}: not a model record (not an object)")
+        return info
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[RunDir]:
@@ -242,10 +289,13 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
                 raise EditriskError(
-                    f"{self.path} is being written by another editrisk process; wait for it "
-                    "or choose another run directory"
+                    f"{self.path} is being written by another editrisk process (pid {holder}); "
+                    "wait for it or choose another run directory"
                 ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield self
         finally:
             os.close(fd)
