@@ -38,8 +38,13 @@ def export_model(model: ModelHandle, delta: Delta | None, out: str | Path) -> Pa
     Written to a temporary folder first and renamed, so a failure leaves nothing behind.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EditriskError(f"{out} is a file; choose a new folder")
     if out.exists() and any(out.iterdir()):
         raise EditriskError(f"{out} exists and is not empty; choose a new folder")
+    above = next(p for p in out.absolute().parents if p.exists())
+    if not above.is_dir():
+        raise EditriskError(f"{above} is a file, not a folder; cannot create {out} under it")
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -6,10 +6,11 @@ added and saved. 1-LI is `delta.restrict(layers=[l]).scale(alpha)`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from editrisk.diagnostics import matrix_norms
-from editrisk.errors import EditriskError, InputError
+from editrisk.errors import EditriskError, FileError, InputError
 
 _LAYER_RE = re.compile(r"\.(\d+)\.")
 
@@ -226,7 +227,7 @@ class Delta:
                 p.sub_(_dense(u).to(device=p.device, dtype=torch.float32).to(p.dtype))
         return model
 
-    @contextmanager
+    @contextlib.contextmanager
     def applied(self, model: nn.Module) -> Iterator[nn.Module]:
         """`with delta.applied(model):` edits for the block, then restores bitwise."""
         self.apply(model)
@@ -278,10 +279,17 @@ class Delta:
             "format": "editrisk.delta/1",
             "metadata": json.dumps(self.metadata, sort_keys=True, default=str),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        if path.is_dir():
+            raise EditriskError(f"{path} is a folder; give a file name for the delta")
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(tmp), metadata=meta)
+            tmp.replace(path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise FileError.of(err, path) from None
         return path
 
     @classmethod
