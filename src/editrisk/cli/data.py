@@ -101,6 +101,7 @@ def eval_cmd(
     from editrisk.evaluation.shifts import check_kinds
     from editrisk.evaluation.suite import evaluate
     from editrisk.models import load_model
+    from editrisk.tokens import check_fits
 
     kinds = check_kinds([k.strip() for k in shift_kinds.split(",") if k.strip()])
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
@@ -109,6 +110,9 @@ def eval_cmd(
     h = load_model(model, device=device, dtype=dtype)
     if d is not None:
         d.check_model(h.fingerprint(), str(delta))
+    for file, rs in ((requests, reqs), (heldout, held or [])):
+        check_fits(h.tokenizer, h.context_length, rs, reserve=gen_tokens, model=h.name,
+                   file=str(file))  # fmt: skip
     run = RunDir(run_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S"))
     config = {
         "command": "eval",
@@ -121,40 +125,41 @@ def eval_cmd(
         "heldout": str(heldout) if heldout else None,
         "perplexity": ppl,
     }
-    run.start(
-        config,
-        {
-            "name": h.name,
-            "family": h.arch.family,
-            "fingerprint": h.fingerprint(),
-            "delta_metadata": d.metadata if d else None,
-        },
-    )
-    result = evaluate(
-        h,
-        reqs,
-        delta=d,
-        gen_tokens=gen_tokens,
-        shifts=kinds if shifts else False,
-        heldout=held,
-        perplexity=ppl,
-        batch_size=batch_size,
-    )
-    method = (d.metadata.get("editor") or "delta") if d else "none"
-    ident = {"run": run.path.name, "family": "language", "model": model,
-             "fingerprint": h.fingerprint(), "method": method, "editor": method,
-             "protocol": "eval", "layer": "default", "seed": 0}  # fmt: skip
-    rows = []
-    for r in result.rows:  # the engine's row schema: identity columns, schedule = state
-        edited = r["state"] == "edited"
-        sub = [r[c] for c in ("id", "shift", "severity") if c in r]
-        at = {"alpha": 1.0 if edited else 0.0, "path": "whole edit" if edited else "unedited",
-              "step": int(edited), "edits": len(reqs) if edited else 0}  # fmt: skip
-        rows.append({**ident, **at, "schedule": r["state"], **r,
-                     "request": r.get("id") if r["kind"] == "request" else None,
-                     "key": "|".join(str(x) for x in (r["state"], r["kind"], *sub))})  # fmt: skip
-    run.results.append(rows)
-    run.export()
+    with run.writer():
+        run.start(
+            config,
+            {
+                "name": h.name,
+                "family": h.arch.family,
+                "fingerprint": h.fingerprint(),
+                "delta_metadata": d.metadata if d else None,
+            },
+        )
+        result = evaluate(
+            h,
+            reqs,
+            delta=d,
+            gen_tokens=gen_tokens,
+            shifts=kinds if shifts else False,
+            heldout=held,
+            perplexity=ppl,
+            batch_size=batch_size,
+        )
+        method = (d.metadata.get("editor") or "delta") if d else "none"
+        ident = {"run": run.path.name, "family": "language", "model": model,
+                 "fingerprint": h.fingerprint(), "method": method, "editor": method,
+                 "protocol": "eval", "layer": "default", "seed": 0}  # fmt: skip
+        rows = []
+        for r in result.rows:  # the engine's row schema: identity columns, schedule = state
+            edited = r["state"] == "edited"
+            sub = [r[c] for c in ("id", "shift", "severity") if c in r]
+            at = {"alpha": 1.0 if edited else 0.0, "path": "whole edit" if edited else "unedited",
+                  "step": int(edited), "edits": len(reqs) if edited else 0}  # fmt: skip
+            key = "|".join(str(x) for x in (r["state"], r["kind"], *sub))
+            rows.append({**ident, **at, "schedule": r["state"], **r, "key": key,
+                         "request": r.get("id") if r["kind"] == "request" else None})  # fmt: skip
+        run.results.append(rows)
+        run.export()
     states = list(result.summary)
     title = f"{h.name}{' + ' + delta.name if delta else ''}: {len(reqs)} requests"
     table = Table("metric", *states, title=title)

@@ -93,6 +93,7 @@ def edit(
     from editrisk.editors import get_editor, list_editors
     from editrisk.evaluation.scoring import score_targets
     from editrisk.models import load_model
+    from editrisk.tokens import check_fits
 
     reqs = _requests(request, subject, prompt, target_new, target_true)
     ed = get_editor(editor, _hparams(hparams, set_))  # refused before the model loads
@@ -102,6 +103,8 @@ def edit(
             f"editor: {', '.join(list_editors('language'))}"
         )
     h = load_model(model, device=device, dtype=dtype)
+    reserve = max(ed.tokens_before_prompt(), max_new_tokens)
+    check_fits(h.tokenizer, h.context_length, reqs, reserve=reserve, model=h.name, file=request)
     pairs = [(r.rendered, r.target_new) for r in reqs]
     trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
     before = [h.generate(r.rendered, max_new_tokens) for r in reqs]
@@ -199,11 +202,13 @@ def interpolate(
         trade_off,
     )
     from editrisk.models import load_model
+    from editrisk.tokens import check_fits
 
     reqs = _requests(request, None, None, None, None)
     d = load_delta(delta)
     h = load_model(model, device=device, dtype=dtype)
     d.check_model(h.fingerprint(), str(delta))
+    check_fits(h.tokenizer, h.context_length, reqs, model=h.name, file=request)
     edited_ids = {r.id for r in reqs}
     held = [
         r for r in round_robin(build_worldfacts(h), heldout + len(reqs)) if r.id not in edited_ids

@@ -120,6 +120,12 @@ class Editor(ABC):
     def edit(self, model: Any, requests: Any) -> Delta:
         """Compute the edit for `requests` on `model`; the model is left unchanged."""
 
+    def tokens_before_prompt(self) -> int:
+        """Tokens this editor may put before a request's prompt (its context prefixes, twice
+        their nominal length: a sampled prefix re-tokenizes to more tokens at most that)."""
+        spec = getattr(self.hparams, "prefixes", ()) or ()
+        return 2 * max((int(n) for _, n in spec), default=0)
+
     def metadata(self, model: Any) -> dict[str, Any]:
         """What a Delta from this editor records about how it was made."""
         fp = model.fingerprint() if hasattr(model, "fingerprint") else None

@@ -58,6 +58,15 @@ class ModelHandle:
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens the model reads at once (its position table), if it says."""
+        cfg = self.model.config
+        for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+            if isinstance(getattr(cfg, key, None), int):
+                return getattr(cfg, key)
+        return None
+
     def fingerprint(self) -> str:
         """Stable hash of the config and the current weights (cache key); computed once."""
         if self._fingerprint is None:
