@@ -121,7 +121,59 @@ def test_rome_lands_subject_first_edits_on_smollm2(smollm) -> None:
         ),
     ]
     ed = get_editor("rome")
+    layer = ed.layers_for(smollm)[0]
+    name = smollm.arch.name("mlp_out", layer)
+    other = torch.tensor([prompt_ids(smollm.tokenizer, "Paris is the capital of")])
+
+    def first_token_output() -> torch.Tensor:
+        with Trace(smollm.model, [name]) as tr:
+            smollm.model(input_ids=other)
+        return tr[name].output[0, 0].float()
+
+    sink = first_token_output()
     for r in reqs:
         assert edit_metrics(smollm, [r])[0]["efficacy.prob_compare"] == 0.0  # known before
-        with ed.edit(smollm, [r]).applied(smollm.model):
+        delta = ed.edit(smollm, [r])
+        with delta.applied(smollm.model):
             assert edit_metrics(smollm, [r])[0]["efficacy.prob_compare"] == 1.0, r.subject
+            moved = (first_token_output() - sink).norm() / sink.norm()
+        # the sink is not edited: another text's first token keeps its output (7 % moved)
+        assert moved < 0.2, (r.subject, float(moved))  # 4.8 when the sink key was mapped
+
+
+def _one_token_word(tok) -> str:
+    """A word the tokenizer keeps whole at the start of a text (the premise of the sink test)."""
+    return next(w for w in ("Paris", "The", "It", "A", "I") if len(tok(w)["input_ids"]) == 1)
+
+
+def test_subject_on_the_first_token_is_edited_at_the_next_token(tiny) -> None:
+    """A one-token subject opening the prompt sits on the text's first token, the attention
+    sink, whose key is the same for every text in a trained model: rows never put the edit
+    there; the prompt's key is the next token's, and a ROME edit moves that token's output by
+    exactly the optimised delta."""
+    tok = tiny.tokenizer
+    req = EditRequest(_one_token_word(tok), "{} is located in", "Africa", "America", id="one")
+    rows = edit_rows(tok, [req], PREFIXES, with_targets=False)
+    assert all(r.index > 0 for r in rows)
+    bare = next(r for r in rows if r.ids == tuple(prompt_ids(tok, req.rendered)))
+    assert bare.index == 1 and bare.variant not in {r.variant for r in rows if r is not bare}
+    keys = compute_keys(tiny, [req], [LAYER], PREFIXES)[LAYER]
+    assert len(keys) == len({r.variant for r in rows})
+    group = sorted({r.variant for r in rows}).index(bare.variant)
+    torch.testing.assert_close(keys[group], _key_at(tiny, list(bare.ids), 1), rtol=1e-4, atol=1e-5)
+
+    hp = dict(layers=(LAYER,), steps=3, corpus_tokens=2048, prefixes=((2, 4),), kl_factor=0.0)
+    ed = get_editor("rome", hp)
+    name = tiny.arch.name("mlp_out", LAYER)
+    delta = ed.edit(tiny, [req])
+    targets = optimise_targets(tiny, [req], name, ed.prefixes(tiny), ed.hparams.target_settings())
+    ids = torch.tensor([prompt_ids(tok, req.rendered)])
+    with Trace(tiny.model, [name]) as tr:
+        tiny.model(input_ids=ids)
+    before = tr[name].output[0, 1].float()
+    with delta.applied(tiny.model), Trace(tiny.model, [name]) as tr:
+        tiny.model(input_ids=ids)
+    assert targets.delta[0].norm() > 0
+    torch.testing.assert_close(
+        tr[name].output[0, 1].float() - before, targets.delta[0], rtol=1e-3, atol=1e-4
+    )

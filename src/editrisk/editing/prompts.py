@@ -20,8 +20,9 @@ class Row:
 
     `targets` are the target token ids: the sequence is prompt + targets[:-1], and the logits
     at `predict_positions` predict each target token in turn. `variant` says how the subject
-    is tokenized: 0 as in the edited prompt itself, 1 as in running text where that differs
-    (see `edit_rows`).
+    is tokenized: 0 as in the edited prompt itself, 1 as in running text where that differs,
+    2 when the subject is the text's first token and the edit is at the next one (see
+    `edit_rows`).
     """
 
     ids: tuple[int, ...]
@@ -101,6 +102,13 @@ def edit_rows(
     " Copenhagen"): those rows get `variant` 1, and keys and targets are kept per variant, so
     that neither the edited prompt's key nor running text's is an average of the other.
 
+    A row whose edit position would be the text's first token is edited at the next token
+    instead (`variant` 2): the first token is the attention sink, whose key no longer depends
+    on the token from the second layer on (mean cosine 0.92-1.00 between the keys of five
+    different opening words, smollm2 layers 1-9), so mapping it moved every text's first token
+    (by 4.8 times its output's norm after "Windows was developed by" -> Apple); the next token
+    has read the subject by then.
+
     `template` overrides the request's prompt (e.g. "{} is a" for the KL term).
     """
     rows = []
@@ -112,6 +120,8 @@ def edit_rows(
             text = prefix + prompt
             ids, index = locate(tokenizer, text, req.subject, token)
             variant = int(bool(prefix) and _subject_tokens(tokenizer, text, req.subject) != own)
+            if index == 0 and len(ids) > 1:
+                index, variant = 1, 2
             rows.append(Row(tuple(ids) + tgt[:-1], index, r_i, tgt, variant))
     return rows
 
