@@ -77,7 +77,7 @@ def test_cli_study_and_corrupt(tmp_path, cache) -> None:
     res = runner.invoke(app, ["vision", "study", str(cfg), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "report" / "index.html").is_file()
-    assert (tmp_path / "r" / "report" / "corruption_severity.png").is_file()
+    assert (tmp_path / "r" / "report" / "corruption_severity.csv").is_file()
     png = tmp_path / "grid.png"
     res = runner.invoke(
         app, ["vision", "corrupt", "-o", str(png), "--size", "16", "--corruptions", "fog,pixelate"]

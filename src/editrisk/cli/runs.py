@@ -1,5 +1,5 @@
 """`editrisk run CONFIG` (any study: protocol runs, 1-LI grids, the vision study; resumable,
-local or on Ray), `sweep` (an alias of run), `analyze RUN_DIR` and `report RUN_DIR`."""
+local or on Ray), `sweep` (an alias of run), `analyze RUN_DIR` and `report RUN_DIR ...`."""
 
 from __future__ import annotations
 
@@ -75,10 +75,13 @@ def analyze_cmd(
 
 @cli_errors
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory"),
-    out: Path = typer.Option(None, help="output folder (default: RUN_DIR/report)"),
+    run_dirs: list[Path] = typer.Argument(..., help="one run directory, or several to compare"),
+    out: Path = typer.Option(
+        None, help="output folder (default: RUN_DIR/report; required for several runs)"
+    ),
 ) -> None:
-    """A self-contained HTML page, PNG/SVG plots and CSV tables of everything RUN_DIR holds."""
+    """A self-contained HTML page (summary, interactive plots, per-edit view) and CSV tables of
+    one run, or of several runs on one page."""
     from editrisk.report import write_report
 
-    console.print(f"report: {write_report(run_dir, out)}")
+    console.print(f"report: {write_report(run_dirs, out)}")
