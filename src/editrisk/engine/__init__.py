@@ -15,7 +15,7 @@ from typing import Any
 from editrisk.engine.config import StudyConfig, load_config, resolve
 from editrisk.engine.plan import Job, Protocol, Schedule, Step, plan_jobs
 from editrisk.engine.store import IDENTITY, Run, RunDir, load_run
-from editrisk.errors import InputError
+from editrisk.errors import EditriskError, InputError
 
 __all__ = [
     "IDENTITY", "Job", "Protocol", "Run", "RunDir", "Schedule", "Step", "StudyConfig",
@@ -73,6 +73,7 @@ def run_study(
 
     The model and edit sets are built and every job's layer checked before the directory is
     created; one process writes a run directory at a time."""
+    from editrisk.editors import get_editor
     from editrisk.engine.executors import make_executor
     from editrisk.engine.runner import Contexts
 
@@ -81,6 +82,11 @@ def run_study(
     jobs = plan_jobs(cfg)
     for job in jobs:
         fam.check_layer(job.layer)
+    for m in cfg.methods:
+        try:
+            fam.check_inputs(get_editor(m.name, m.hparams))
+        except EditriskError as err:
+            raise EditriskError(f"method {m.label!r}: {err}") from None
     executor = make_executor(cfg.executor, workers)
     rd = RunDir(run_dir)
     with rd.writer():

@@ -71,6 +71,10 @@ class Family(ABC):
     def layer_params(self, layer: int) -> dict[str, Any]:
         """Editor hyperparameters that make an editor edit table layer `layer`."""
 
+    def check_inputs(self, editor: Editor) -> None:  # noqa: B027 - optional
+        """Refuse edit sets `editor` cannot take on this model (an `InputError` naming the
+        record and field), before the run directory is written."""
+
     def warm(self, editor: Editor) -> None:  # noqa: B027 - optional
         """Fill the disk caches `editor` reads (statistics of the unedited model)."""
 

@@ -125,6 +125,17 @@ class LanguageFamily(Family):
     def layer_params(self, layer: int) -> dict[str, Any]:
         return {"layers": [layer]}
 
+    def check_inputs(self, editor: Editor) -> None:
+        from editrisk.tokens import check_fits
+
+        for layer in getattr(editor.hparams, "layers", ()) or ():
+            self.check_layer(layer)
+        d, reserve = self.data, editor.tokens_before_prompt()
+        sets = [(d.path or f"edit set {n!r}", reqs) for n, reqs in self.sets.items()]
+        for where, reqs in (*sets, (d.heldout_path or "held-out facts", self.heldout)):
+            check_fits(self.h.tokenizer, self.h.context_length, reqs, reserve=reserve,
+                       model=self.h.name, file=where)  # fmt: skip
+
     def warm(self, editor: Editor) -> None:
         if hasattr(editor, "covariances"):
             editor.covariances(self.h, editor.layers_for(self.h))
