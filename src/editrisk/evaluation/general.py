@@ -58,12 +58,30 @@ def _word_chunks(text: str, max_words: int) -> list[tuple[str, str]]:
     return out
 
 
+def _fitting(h: ModelHandle, chunks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`chunks`, each split in halves (by words) until it fits the model's context."""
+    limit = h.context_length
+    out = []
+    for first, rest in chunks:
+        text = f"{first} {rest}"
+        if limit is None or len(h.tokenizer(text, add_special_tokens=False)["input_ids"]) < limit:
+            out.append((first, rest))
+            continue
+        words = text.split()
+        if len(words) < 4:
+            raise EditriskError(f"perplexity text {text[:40]!r}... exceeds {limit} tokens")
+        half = len(words) // 2
+        out += _fitting(h, _word_chunks(" ".join(words[:half]), half))
+        out += _fitting(h, _word_chunks(" ".join(words[half:]), len(words) - half))
+    return out
+
+
 def perplexity(
     h: ModelHandle, texts: Sequence[str], max_words: int = 64, batch_size: int = 16
 ) -> dict[str, float | int]:
     """Token-level perplexity over `texts`, in chunks of `max_words` words; each chunk's first
     word is its context and is not scored."""
-    pairs = [p for t in texts for p in _word_chunks(t, max_words)]
+    pairs = [p for t in texts for p in _fitting(h, _word_chunks(t, max_words))]
     if not pairs:
         raise EditriskError("perplexity needs texts with at least two words")
     scores = score_pairs(h, pairs, batch_size)

@@ -103,6 +103,8 @@ def score_targets(
                 layer.keys, layer.values = k[rows], v[rows]
             suf_ids, suf_mask = pack([targets[k][:-1] for _, k in sub], pad, dev)
             positions = lengths[rows][:, None] + torch.arange(suf_ids.shape[1], device=dev)
+            if h.context_length:  # padding past a short target must not index past the table
+                positions = positions.clamp(max=h.context_length - 1)
             suf_states, _ = run(
                 input_ids=suf_ids,
                 attention_mask=torch.cat([mask[rows], suf_mask], 1),
