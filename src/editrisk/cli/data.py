@@ -23,7 +23,9 @@ def build_worldfacts_cmd(
     out: Path = typer.Option(..., "--out", help="output file (editrisk JSONL)"),
     seed: int = typer.Option(0, help="seed for counterfactual targets and neighbours"),
     relations: str = typer.Option("", help="comma-separated relations (default: all)"),
-    limit_per_relation: int = typer.Option(0, help="sample this many candidates per relation"),
+    limit_per_relation: int = typer.Option(
+        0, min=0, help="sample this many candidates per relation"
+    ),
     no_filter: bool = typer.Option(False, "--no-filter", help="keep facts the model does not know"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto"),
 ) -> None:
@@ -55,9 +57,11 @@ def mqd_cmd(
     facts: Path = typer.Option(..., "--facts", help="fact requests (any supported format)"),
     out: Path = typer.Option(..., "--out", help="output file (editrisk JSONL)"),
     types: str = typer.Option("tf,mcq,gen", help="question types: tf, mcq, gen"),
-    k: int = typer.Option(4, help="options per multiple-choice question"),
+    k: int = typer.Option(4, min=2, help="options per multiple-choice question"),
     seed: int = typer.Option(0),
-    max_distinct_targets: int = typer.Option(0, help="cap distinct gen targets per relation"),
+    max_distinct_targets: int = typer.Option(
+        0, min=0, help="cap distinct gen targets per relation"
+    ),
 ) -> None:
     """The Multi-Question Dataset: FACTS as true/false, multiple-choice and generation questions."""
     from editrisk.data import load_requests
@@ -82,8 +86,8 @@ def eval_cmd(
     requests: Path = typer.Option(..., "--requests", help="edit requests (JSONL/CounterFact/zsRE)"),
     delta: Path | None = typer.Option(None, "--delta", help="saved Delta to apply first"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/eval-<time>"),
-    limit: int = typer.Option(0, help="evaluate only the first N requests"),
-    gen_tokens: int = typer.Option(0, help="tokens per generation for fluency/consistency"),
+    limit: int = typer.Option(0, min=0, help="evaluate only the first N requests"),
+    gen_tokens: int = typer.Option(0, min=0, help="tokens per generation for fluency/consistency"),
     shifts: bool = typer.Option(False, help="also measure knowledge and edit under shifts"),
     shift_kinds: str = typer.Option(
         "typo,case,noise,paraphrase,prefix", help="perturbations measured with --shifts"

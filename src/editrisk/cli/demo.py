@@ -31,7 +31,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="folder for the two run directories"),
     vision: bool = typer.Option(True, help="also edit the digits classifier"),
     device: str = typer.Option(None, help="override the configs' device"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: the free cores)"),
+    threads: int = typer.Option(0, min=0, help="torch CPU threads (0: the free cores)"),
 ) -> None:
     """Edit real facts in the real model (ROME, MEMIT, D4S in a row, then their 1-LI paths)
     and a concept in the digits classifier, measure what the edits cost, write HTML reports.

@@ -30,7 +30,7 @@ def _requests(
                 "give --request FILE_OR_JSON, or --subject, --prompt and --target-new"
             )
         return [EditRequest(subject, prompt, target_new, target_true)]
-    if Path(request).is_file():
+    if _is_file(request):
         from editrisk.data.formats import load_requests
 
         return load_requests(request)
@@ -42,6 +42,14 @@ def _requests(
     return validate_requests(
         [EditRequest.from_dict(d, file="<--request>", record=i) for i, d in enumerate(items)]
     )
+
+
+def _is_file(text: str) -> bool:
+    """Whether `text` names a file (False for JSON too long to be a file name)."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
 
 
 def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
@@ -164,8 +172,10 @@ def interpolate(
     delta: Path = typer.Option(None, help="Delta file (safetensors) to interpolate"),
     request: str = typer.Option(None, help="the edit's requests (file or JSON)"),
     alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="alpha grid"),
-    heldout: int = typer.Option(40, help="known WorldFacts held out for general ability"),
-    threshold: float = typer.Option(0.9, help="edit-success threshold for alpha selection"),
+    heldout: int = typer.Option(40, min=0, help="known WorldFacts held out for general ability"),
+    threshold: float = typer.Option(
+        0.9, min=0, max=1, help="edit-success threshold for alpha selection"
+    ),
     out: Path = typer.Option(None, help="run directory for the rows"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -181,7 +191,7 @@ def interpolate(
         raise EditriskError(f"--alphas must be comma-separated numbers: {err}") from err
     if not all(0.0 <= a <= 1.0 for a in grid):
         raise EditriskError(f"--alphas must lie in [0, 1], got {grid}")
-    if (Path(model) / "config.yaml").is_file():
+    if _is_file(str(Path(model) / "config.yaml")):
         from editrisk.engine import interpolate_run
         from editrisk.report import write_report
 

@@ -10,7 +10,7 @@ import typer
 from editrisk.cli._common import cli_errors, console, set_threads
 
 ThreadsOpt = typer.Option(
-    0, help="torch CPU threads (0: chosen from the cores other processes leave free)"
+    0, min=0, help="torch CPU threads (0: chosen from the cores other processes leave free)"
 )
 
 
@@ -22,7 +22,7 @@ def run_cmd(
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: int = ThreadsOpt,
     workers: int = typer.Option(
-        0, help="jobs at once in forked processes sharing the cores (0: the config's value)"
+        0, min=0, help="jobs at once in forked processes sharing the cores (0: the config's value)"
     ),
     only: str = typer.Option(
         None, help="comma-separated method labels: run just these methods of CONFIG"
@@ -49,7 +49,7 @@ def run_cmd(
 def sweep_cmd(
     config: Path = typer.Argument(..., help="YAML study config with a grid"),
     run_dir: Path = typer.Option(None, help="run directory (default: runs/<config name>)"),
-    workers: int = typer.Option(0, help="local executor workers (0: the config's value)"),
+    workers: int = typer.Option(0, min=0, help="local executor workers (0: the config's value)"),
     threads: int = ThreadsOpt,
     report: bool = typer.Option(True, help="write the HTML report when done"),
 ) -> None:
@@ -63,7 +63,7 @@ def analyze_cmd(
     metric: str = typer.Option(
         None, help="edit-accuracy metric (default: efficacy.prob_compare or edit_success.top1)"
     ),
-    threshold: float = typer.Option(0.5, help="collapse: accuracy below this value"),
+    threshold: float = typer.Option(0.5, min=0, max=1, help="collapse: accuracy below this value"),
 ) -> None:
     """Curves, L1-vs-accuracy correlations, collapse steps: PNG plots and a table."""
     from editrisk.report import analyze_run

@@ -59,7 +59,7 @@ def corrupt_cmd(
 def study_cmd(
     config: Path,
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<name>)"),
-    threads: int = typer.Option(0, help="torch threads (0: the free cores)"),
+    threads: int = typer.Option(0, min=0, help="torch threads (0: the free cores)"),
 ) -> None:
     """`editrisk run` of a vision study CONFIG (family: vision), then its HTML report."""
     from editrisk.engine import load_config, run_study
