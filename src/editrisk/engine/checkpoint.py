@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from editrisk.delta import Delta
 from editrisk.errors import EditriskError
+from editrisk.files import read_text
 
 _PREFIX = "step-"
 
@@ -60,7 +61,13 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
     if not found:
         return None
     path = found[-1]
-    meta = json.loads((path / "meta.json").read_text())
-    cum = Delta.load(path / "cumulative.safetensors")
-    state = load_file(str(path / "editor.safetensors"))
-    return Checkpoint(int(meta["step"]), cum, state, meta)
+    try:
+        meta = json.loads(read_text(path / "meta.json"))
+        step = int(meta["step"])
+        state = load_file(str(path / "editor.safetensors"))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as err:
+        raise EditriskError(
+            f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); remove the folder "
+            "to redo its step"
+        ) from None
+    return Checkpoint(step, Delta.load(path / "cumulative.safetensors"), state, meta)

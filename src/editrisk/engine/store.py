@@ -81,16 +81,19 @@ class ResultStore:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8") as f:
+        with open(self.path, "rb") as f:  # bytes: json.loads reads UTF-8 and names a bad one
             for lineno, line in enumerate(f, 1):
-                if not line.endswith("\n"):
+                if not line.endswith(b"\n"):
                     return  # torn last line from a killed writer
                 try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as err:
                     raise EditriskError(
                         f"{self.path}: record {lineno} is not JSON ({err})"
                     ) from err
+                if not isinstance(row, dict):
+                    raise EditriskError(f"{self.path}: record {lineno} is not a JSON object")
+                yield row
 
     def rows(self) -> list[dict[str, Any]]:
         return list(self)
