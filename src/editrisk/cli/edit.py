@@ -105,6 +105,8 @@ def edit(
 
     reqs = _requests(request, subject, prompt, target_new, target_true)
     ed = get_editor(editor, _hparams(hparams, set_))  # refused before the model loads
+    if save_delta is not None and save_delta.is_dir():
+        raise EditriskError(f"--save-delta {save_delta} is a folder; give a file name")
     if ed.kind != "language":
         raise EditriskError(
             f"editor '{editor}' edits {ed.kind} models; `editrisk edit` takes a language "

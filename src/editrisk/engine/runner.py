@@ -30,6 +30,7 @@ from editrisk.engine.plan import Job, Protocol, Schedule, Step
 from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
 from editrisk.families.base import Family, Row
+from editrisk.files import under
 from editrisk.interpolation import points
 
 Progress = Callable[[str, int, int], None]
@@ -86,7 +87,7 @@ class JobRunner:
         self.schedule = Schedule(**cfg.schedule.model_dump())
         self.requests = fam.edit_set(job.edit_set)
         self.steps = self.protocol.steps(self.requests)
-        self.folder = rd.path / "checkpoints" / job.folder
+        self.folder = under(rd.path, "checkpoints", job.folder)  # deletes old steps there
         self.state = ModelState(fam.module)
         info = fam.model_info()
         self.common = {
