@@ -18,7 +18,7 @@ from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
 from editrisk.report import trade_off_points, write_report
 from editrisk.report.drilldown import edit_records
-from editrisk.report.figures import edit_axis
+from editrisk.report.figures import edit_axis, edit_count_figures
 from editrisk.report.stats import bootstrap_ci
 from editrisk.report.summary import headline
 
@@ -239,6 +239,15 @@ def test_edit_axis_is_integer_and_log_across_decades() -> None:
     assert edit_axis(list(range(25, 301, 25)))["dtick"] == 50
     log = edit_axis(list(range(1, 301)))
     assert log["type"] == "log" and log["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200]
+
+
+def test_edit_count_curves_have_unedited_references() -> None:
+    figs = {f.key: f for f in edit_count_figures(sequential_rows(), ["rome", "d4s"])}
+    l1 = {t["name"]: t for t in figs["edits-l1"].data}
+    assert l1["rome"]["y"] == pytest.approx([1.05, 1.10, 1.15, 1.20, 1.25, 1.30])
+    assert l1["unedited"]["y"] == [1.0, 1.0]  # L1 over the unedited weights' L1
+    held = {t["name"]: t for t in next(f for f in figs.values() if "Held-out" in f.title).data}
+    assert held["rome"]["x"] == [0, 3, 6] and held["unedited"]["y"] == [1.0, 1.0]
 
 
 def test_report_refuses_empty_or_foreign_folders(tmp_path: Path) -> None:

@@ -192,15 +192,15 @@ def edit_count_figures(rows: Sequence[Row], names: Sequence[str]) -> list[Figure
             out.append(fig)
     l1 = {m: l1_curve(rows, m) for m in names}
     l1_base = {m: v for m in names if (v := _l1_unedited(rows, m)) is not None}
-    fig = _curves(
-        "edits-l1",
-        "L1 norm of the edited weights",
-        "Sum of |w| over every "
-        "edited matrix after each step (the D4S paper's measure of norm growth).",
-        l1,
-        l1_base,
-        "L1 (sum)",
-    )
+    title = "L1 norm of the edited weights"
+    caption = "Sum of |w| over every edited matrix after each step (the D4S paper's measure"
+    if l1_base.keys() == l1.keys():  # a ratio: methods edit different numbers of matrices
+        l1 = {m: [(x, v / l1_base[m]) for x, v in pts] for m, pts in l1.items()}
+        caption += " of norm growth), over the unedited weights' sum."
+        fig = _curves("edits-l1", title, caption, l1, dict.fromkeys(l1, 1.0), "L1 / unedited L1")
+    else:  # rows written before diagnostics recorded the unedited L1
+        caption += "); this run's rows do not record the unedited value."
+        fig = _curves("edits-l1", title, caption, l1, {}, "L1 (sum)")
     return out + ([fig] if fig is not None else [])
 
 
@@ -246,7 +246,7 @@ def _curves(
                 }
             )
     pos = [x for x in xs if x > 0 or not log]
-    data += _references(base, min(pos), max(pos))
+    data += _references(base, min(pos), max(pos)) if base else []
     ys = [v for pts in series.values() for _, v in pts] + list(base.values())
     ylog = min(ys) > 0 and max(ys) / min(ys) >= 100
     y = {"title": {"text": ylabel}, **({"type": "log"} if ylog else {})}

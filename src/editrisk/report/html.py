@@ -93,7 +93,7 @@ def _num(v: float | None) -> str:
 
 
 def _ci(e: Estimate) -> str:
-    return f"[{_num(e.ci[0])}, {_num(e.ci[1])}]" if e.ci else "(no interval: n = 1)"
+    return f"[{_num(e.ci[0])}, {_num(e.ci[1])}]" if e.ci else ""
 
 
 def _unit(e: Estimate) -> str:
@@ -132,7 +132,8 @@ def _summary_html(head: Headline, rows: Sequence[Row]) -> str:
             tds.append(
                 f"<td><span class='v'>{_num(after.mean)}</span> <span class='ci'>{_ci(after)}"
                 f"</span><div class='base'>unedited {_num(before.mean)} {_ci(before)}</div>"
-                f"<div class='n'>n = {after.n} {_unit(after)}</div></td>"
+                f"<div class='n'>n = {after.n} {_unit(after)}{'' if after.ci else ', no interval'}"
+                "</div></td>"
             )
         body.append(f"<tr><th class='line'>{_esc(line)}</th>{''.join(tds)}</tr>")
     pct = f"{CONFIDENCE:.0%}"
@@ -148,7 +149,7 @@ def _summary_html(head: Headline, rows: Sequence[Row]) -> str:
     if failed:
         note += f"<p class='warn'>{failed} steps were refused as not finite (table below).</p>"
     table = (
-        f"<div class='scroll'><table class='headline'><thead><tr><th>method</th>{heads}</tr>"
+        f"<div class='wide'><table class='headline'><thead><tr><th>method</th>{heads}</tr>"
         f"</thead><tbody>{''.join(body)}</tbody></table></div>"
     )
     return table + note + _correlations_html(rows)
@@ -379,7 +380,7 @@ table.headline td{min-width:9em}table.headline .v{font-size:1.25em;font-weight:6
 .card{margin:0;border:1px solid #e3e3e3;border-radius:6px;padding:.5em}
 .card h3{margin:.2em .5em;font-size:1em}
 figcaption{color:#555;font-size:.85em;padding:0 .5em .3em}
-.scroll{max-height:34em;overflow:auto}.scroll.tall{max-height:48em}
+.scroll{max-height:34em;overflow:auto}.wide{overflow-x:auto}.scroll.tall{max-height:48em}
 td.ok{background:#e6f4e6}td.miss{background:#fbeaea}td.gen{font-family:ui-monospace,monospace;
 font-size:.85em;white-space:pre-wrap}.csv{color:#777;font-size:.85em}
 details{margin:.4em 0}summary{cursor:pointer}pre{background:#f6f6f6;padding:.6em;font-size:.8em;
@@ -491,6 +492,12 @@ def write_report(runs: str | Path | Sequence[str | Path], out: str | Path | None
     if records:
         parts.append(
             f"<section id='edits'><h2>Per-edit detail</h2>{_edits_html(records)}</section>"
+        )
+    elif any(r.get("kind") == "request" for r in rows):
+        parts.append(
+            "<section id='edits'><h2>Per-edit detail</h2><p class='note'>This run's request "
+            "rows predate the prompt, targets, probabilities and generations the per-edit view "
+            "shows (rerun the study to record them).</p></section>"
         )
     parts.append(
         f"<section id='measured'><h2>How these numbers were measured</h2>"
