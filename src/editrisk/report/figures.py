@@ -44,7 +44,7 @@ def _layout(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
         "margin": {"l": 70, "r": 20, "t": 30, "b": 20},
         "xaxis": {"gridcolor": "#e5e5e5", "zeroline": False, "automargin": True, **x},
         "yaxis": {"gridcolor": "#e5e5e5", "zeroline": False, "automargin": True, **y},
-        "legend": {"font": {"size": 13}, "orientation": "h", "y": -0.2, "yanchor": "top"},
+        "legend": {"font": {"size": 13}, "orientation": "h", "y": -0.3, "yanchor": "top"},
         "hovermode": "closest",
         "plot_bgcolor": "white",
     }
@@ -348,13 +348,13 @@ def severity_figure(table: Sequence[Row]) -> Figure:
             "y": [t["accuracy"] for t in pts],
             "hovertemplate": f"{label}<br>severity %{{x}}: %{{y:.4g}}<extra></extra>",
         }
-        if label == "unedited":
+        if label.startswith("unedited"):
             trace["line"] = REFERENCE
         data.append(trace)
     title = "Accuracy against corruption severity"
     layout = _layout(
         {"title": {"text": "corruption severity (0 = clean)"}, "dtick": 1, "tickformat": "d"},
-        {"title": {"text": "accuracy (mean over corruptions)"}},
+        {"title": {"text": "accuracy"}},
     )
     caption = (
         "General test set after the last step, every corruption at every severity, averaged "

@@ -212,6 +212,11 @@ def _trade_off(points: list[Row]) -> tuple[Figure | None, list[tuple[str, str, l
 
 def _corruption_table(rows: Sequence[Row]) -> list[Row]:
     acc = [r for r in rows if r.get("kind") == "accuracy" and r.get("set") == "general"]
+    several = len({r.get("run") for r in acc}) > 1
+
+    def unedited(r: Row) -> str:
+        return f"unedited ({r.get('run')})" if several else "unedited"
+
     last: dict[tuple, int] = defaultdict(int)
     for r in acc:
         key = (r.get("method"), r.get("layer"), r.get("seed"))
@@ -220,7 +225,7 @@ def _corruption_table(rows: Sequence[Row]) -> list[Row]:
     for r in acc:
         if r.get("step") not in (0, last[(r.get("method"), r.get("layer"), r.get("seed"))]):
             continue
-        label = "unedited" if r.get("schedule") == "unedited" else line_label(r)
+        label = unedited(r) if r.get("schedule") == "unedited" else line_label(r)
         if r.get("alpha") not in (0.0, 1.0):
             label += f" a={r['alpha']:g}"
         groups[(label, int(r["severity"]))].append(float(r["acc.top1"]))
