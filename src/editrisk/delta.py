@@ -196,23 +196,28 @@ class Delta:
         it, `revert` subtracts (exact up to rounding), which sequential runs use to save memory.
         """
         params = self._check(model)
+        if backup and id(model) in self._backups:
+            raise EditriskError("this delta is already applied to this model; revert first")
+        new = self._edited(params)
         if backup:
-            if id(model) in self._backups:
-                raise EditriskError("this delta is already applied to this model; revert first")
             self._backups[id(model)] = {n: params[n].detach().clone() for n in self.updates}
+        for n, w in new.items():
+            params[n].copy_(w)
+        return model
+
+    def _edited(self, params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+        """The touched weights with the update added in their own dtype, refused when one
+        would hold inf or NaN (a finite update can overflow a float16 weight)."""
         new = {}
         for n, u in self.updates.items():
             p = params[n]
             new[n] = p + _dense(u).to(device=p.device, dtype=torch.float32).to(p.dtype)
             if not torch.isfinite(new[n]).all():
-                self._backups.pop(id(model), None)
                 raise EditriskError(
                     f"'{n}' would hold inf or NaN once the delta is added in {p.dtype} "
                     "(out of the dtype's range); refusing to apply it"
                 )
-        for n, w in new.items():
-            params[n].copy_(w)
-        return model
+        return new
 
     @torch.no_grad()
     def revert(self, model: nn.Module) -> nn.Module:
@@ -330,15 +335,22 @@ class Delta:
                              field="metadata.model_fingerprint")  # fmt: skip
         return cls(_updates(raw, str(path)), metadata)
 
-    def check_model(self, fingerprint: str, source: str) -> None:
-        """Refuse to apply this delta to a model other than the one it was computed on (an
-        edited model would get the edit twice); `source` names the delta in the message."""
+    @torch.no_grad()
+    def check_applies(self, model: nn.Module, fingerprint: str, source: str) -> None:
+        """Everything `apply` would refuse, checked before a command writes anything, with
+        `source` (the delta's file) named: a model other than the one the delta was computed
+        on (an edited model would get the edit twice), parameters or shapes the model lacks,
+        values that are not finite in the model's dtype."""
         fp = self.metadata.get("model_fingerprint")
         if fp and fp != fingerprint:
             raise EditriskError(
                 f"{source} was computed on model {fp}, not on this model ({fingerprint}); "
                 "was the edit already applied?"
             )
+        try:
+            self._edited(self._check(model))
+        except EditriskError as err:
+            raise EditriskError(f"{source}: {err}") from None
 
 
 _KINDS = ("dense", "lowrank_left", "lowrank_right")

@@ -113,7 +113,7 @@ def eval_cmd(
     d = load_delta(delta) if delta else None
     h = load_model(model, device=device, dtype=dtype)
     if d is not None:
-        d.check_model(h.fingerprint(), str(delta))
+        d.check_applies(h.model, h.fingerprint(), str(delta))
     for file, rs in ((requests, reqs), (heldout, held or [])):
         check_fits(h.tokenizer, h.context_length, rs, reserve=gen_tokens, model=h.name,
                    file=str(file))  # fmt: skip

@@ -52,6 +52,13 @@ def _is_file(text: str) -> bool:
         return False
 
 
+def _source(request: str | None) -> str:
+    """How errors name the requests: the file, or the option they came in."""
+    if request is None:
+        return "<--subject/--prompt/--target-new>"
+    return request if _is_file(request) else "<--request>"
+
+
 def _hparams(hparams: str | None, sets: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if hparams:
@@ -114,7 +121,8 @@ def edit(
         )
     h = load_model(model, device=device, dtype=dtype)
     reserve = max(ed.tokens_before_prompt(), max_new_tokens)
-    check_fits(h.tokenizer, h.context_length, reqs, reserve=reserve, model=h.name, file=request)
+    check_fits(h.tokenizer, h.context_length, reqs, reserve=reserve, model=h.name,
+               file=_source(request))  # fmt: skip
     pairs = [(r.rendered, r.target_new) for r in reqs]
     trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
     before = [h.generate(r.rendered, max_new_tokens) for r in reqs]
@@ -164,7 +172,7 @@ def export(
 
     d = load_delta(delta)
     h = load_model(model, device=device, dtype=dtype)
-    d.check_model(h.fingerprint(), str(delta))
+    d.check_applies(h.model, h.fingerprint(), str(delta))
     console.print(f"edited model written to {export_model(h, d, out)}")
 
 
@@ -219,8 +227,8 @@ def interpolate(
     reqs = _requests(request, None, None, None, None)
     d = load_delta(delta)
     h = load_model(model, device=device, dtype=dtype)
-    d.check_model(h.fingerprint(), str(delta))
-    check_fits(h.tokenizer, h.context_length, reqs, model=h.name, file=request)
+    d.check_applies(h.model, h.fingerprint(), str(delta))
+    check_fits(h.tokenizer, h.context_length, reqs, model=h.name, file=_source(request))
     edited_ids = {r.id for r in reqs}
     held = [
         r for r in round_robin(build_worldfacts(h), heldout + len(reqs)) if r.id not in edited_ids
