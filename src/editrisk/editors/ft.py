@@ -37,6 +37,7 @@ class FTParams(HParams):
         require(self.norm_constraint >= 0, "norm_constraint must be >= 0")
         require(self.loss in ("target", "sequence"), "loss must be 'target' or 'sequence'")
         require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(all(x >= 0 for x in self.layers), "layers must be >= 0")
 
 
 @register

@@ -80,13 +80,16 @@ def run_study(
     contexts = Contexts(cfg)
     fam = contexts.get(cfg.grid.seed[0])
     jobs = plan_jobs(cfg)
-    for job in jobs:
-        fam.check_layer(job.layer)
-    for m in cfg.methods:
+    for layer in cfg.grid.layer:
+        try:
+            fam.check_layer(layer)
+        except EditriskError as err:
+            raise EditriskError(f"grid.layer: {err}") from None
+    for i, m in enumerate(cfg.methods):
         try:
             fam.check_inputs(get_editor(m.name, m.hparams))
         except EditriskError as err:
-            raise EditriskError(f"method {m.label!r}: {err}") from None
+            raise EditriskError(f"methods[{i}] ({m.label}): {err}") from None
     executor = make_executor(cfg.executor, workers)
     rd = RunDir(run_dir)
     with rd.writer():

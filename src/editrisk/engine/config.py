@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from editrisk.errors import InputError
+from editrisk.errors import EditriskError, InputError
 from editrisk.settings import read_config_file
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
@@ -129,6 +129,28 @@ class StudyConfig(Section):
     def _name(cls, v: str) -> str:
         return safe_name(v, "run name")
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from editrisk.settings import resolve_device
+
+        try:
+            resolve_device(v)
+        except EditriskError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        from editrisk.settings import resolve_dtype
+
+        try:
+            resolve_dtype(v)
+        except EditriskError as err:
+            raise ValueError(str(err)) from None
+        return v
+
     @field_validator("methods", mode="before")
     @classmethod
     def _methods(cls, v: Any) -> Any:
@@ -190,7 +212,6 @@ def parse_section(schema: type[BaseModel], raw: Any, source: str, prefix: str) -
 def resolve(raw: dict[str, Any], source: str = "config") -> StudyConfig:
     """A validated study config with every default filled in (family sections included)."""
     from editrisk.editors import get_editor
-    from editrisk.errors import EditriskError
     from editrisk.families import get_family
 
     if not isinstance(raw, dict):
