@@ -6,8 +6,12 @@ Also: a read-only run directory, two runs at once on one directory."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +26,20 @@ REQ = {"subject": "France", "prompt": "The capital of {} is", "target_new": "Rom
        "target_true": "Paris", "id": "fr"}  # fmt: skip
 FACTS = [
     REQ,
-    {"subject": "Peru", "prompt": "The capital of {} is", "target_new": "Oslo", "id": "pe"},
-    {"subject": "Chad", "prompt": "{} is located in", "target_new": "Asia", "id": "td"},
+    {
+        "subject": "Peru",
+        "prompt": "The capital of {} is",
+        "target_new": "Oslo",
+        "target_true": "Lima",
+        "id": "pe",
+    },
+    {
+        "subject": "Chad",
+        "prompt": "{} is located in",
+        "target_new": "Asia",
+        "target_true": "Africa",
+        "id": "td",
+    },
 ]
 FT = {"layers": [1], "steps": 2}
 LONG = " ".join(["France"] * 300)  # over tiny-gpt2's 128 positions
@@ -485,3 +501,104 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     for name in names:
         assert name.replace(WS, str(ws)) in lines[0]
     assert _snapshot(ws) == before, "a refused command wrote or changed files"
+
+
+RO_DRIVER = """
+import contextlib, io, json, sys
+from editrisk.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["editrisk", *argv]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            main()
+    except SystemExit as e:
+        out.append([e.code, err.getvalue()])
+    except BaseException as e:
+        out.append([repr(e), err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def _read_only_shell(folder: Path) -> list[str] | None:
+    """A command prefix running a shell in which `folder` is mounted read-only (a private
+    mount namespace; root), or None where that is not possible."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return None
+    mount = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder}"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && ! touch {folder}/.w"],
+                           capture_output=True)  # fmt: skip
+    return (
+        ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh"]
+        if not probe.returncode
+        else None
+    )
+
+
+def test_read_only_run_directory_is_one_line_per_command(ws: Path, tmp_path: Path) -> None:
+    """Ten commands that write into a read-only folder: one line naming it, exit 2."""
+    ro = tmp_path / "ro"
+    shutil.copytree(ws / "run", ro)
+    shell = _read_only_shell(ro)
+    if shell is None:
+        pytest.skip("needs root and unshare to mount a folder read-only")
+    facts, good = str(ws / "facts.jsonl"), str(ws / "good.safetensors")
+    cfg = str(ws / "configs/good.yaml")
+    commands = [
+        ["report", str(ro)],
+        ["analyze", str(ro)],
+        ["run", cfg, "--run-dir", str(ro), "--no-progress"],
+        ["run", cfg, "--run-dir", str(ro / "new"), "--no-progress"],
+        ["interpolate", str(ro), "--alphas", "0,1"],
+        ["eval", "tiny-gpt2", "--requests", facts, "--run-dir", str(ro / "eval")],
+        ["export", "tiny-gpt2", "--delta", good, "--out", str(ro / "exported")],
+        ["edit", "tiny-gpt2", "--editor", "ft", "--set", "layers=[1]", "--set", "steps=1",
+         "--save-delta", str(ro / "d.safetensors"), *INLINE],
+        ["data", "mqd", "--facts", facts, "--out", str(ro / "mqd.jsonl")],
+        ["data", "build", "worldfacts", "--model", "tiny-gpt2", "--no-filter",
+         "--out", str(ro / "wf.jsonl")],
+    ]  # fmt: skip
+    before = _snapshot(ro)
+    env = {**os.environ, "EDITRISK_CACHE": str(ws / "cache"), "OMP_NUM_THREADS": "1"}
+    argv = [*shell, sys.executable, "-c", RO_DRIVER, json.dumps(commands)]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=ws / "cwd", timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    for argv, (code, err) in zip(commands, json.loads(proc.stdout.splitlines()[-1])):
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (argv, code, err)
+        assert str(ro) in lines[0] and "Traceback" not in err, (argv, lines[0])
+    assert _snapshot(ro) == before
+
+
+def _keys(run: Path) -> list[str]:
+    return sorted(json.loads(line)["key"] for line in (run / "rows.jsonl").read_text().splitlines())
+
+
+def test_second_writer_of_a_run_directory_is_refused_naming_the_first(ws: Path, tmp_path) -> None:
+    """Two `editrisk run` on one directory at once: the second exits 2 naming the first's pid
+    (held still by SIGSTOP while the second tries), and the rows are those of one run."""
+    run = tmp_path / "run"
+    cmd = [*CLI, "run", str(ws / "configs/good.yaml"), "--run-dir", str(run), "--no-progress"]
+    env = {**os.environ, "EDITRISK_CACHE": str(ws / "cache"), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        lock, deadline = run / ".writer.lock", time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            if lock.exists() and lock.read_text().strip() == str(first.pid):
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, first.stderr.read()
+        first.send_signal(signal.SIGSTOP)
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        first.send_signal(signal.SIGCONT)
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+    finally:
+        first.kill()
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"pid {first.pid}" in lines[0] and str(run) in lines[0]
+    keys = _keys(run)
+    assert len(keys) == len(set(keys)) and keys == _keys(ws / "run")

@@ -291,10 +291,12 @@ class Delta:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file(tensors, str(tmp), metadata=meta)
             tmp.replace(path)
-        except OSError as err:
+        except (OSError, SafetensorError) as err:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise FileError.of(err, path) from None
+            if isinstance(err, OSError):
+                raise FileError.of(err, path) from None
+            raise FileError(f"cannot write {path}: {' '.join(str(err).split())}") from None
         return path
 
     @classmethod
