@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from editrisk.errors import EditriskError
 from editrisk.models import ModelHandle
 from editrisk.models.kvcache import cache_kwargs, cache_of
 from editrisk.tokens import pack, prompt_ids, target_ids
@@ -80,11 +81,20 @@ def score_targets(
     for i, (p, _) in enumerate(pairs):
         groups.setdefault(p, []).append(i)
     targets = [target_ids(tok, t) for _, t in pairs]
+    tokens = {p: prompt_ids(tok, p) for p in groups}
+    limit = h.context_length
+    if limit is not None:  # a guard for texts made after the inputs were checked (shifts)
+        for (p, t), ids in zip(pairs, targets):
+            if len(tokens[p]) + len(ids) > limit:
+                raise EditriskError(
+                    f"prompt {p[:40]!r}... with target {t[:20]!r} exceeds the {limit} tokens "
+                    f"{h.name} reads; shorten the request"
+                )
     out: list[TargetScore | None] = [None] * len(pairs)
     texts = list(groups)
     for at in range(0, len(texts), batch_size):
         chunk = texts[at : at + batch_size]
-        prompts = [prompt_ids(tok, p) for p in chunk]
+        prompts = [tokens[p] for p in chunk]
         for p, ids in zip(chunk, prompts):
             if not ids:
                 raise ValueError(f"prompt {p!r} tokenizes to nothing; a target needs context")
