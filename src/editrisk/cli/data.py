@@ -27,7 +27,8 @@ def build_worldfacts_cmd(
         0, min=0, help="sample this many candidates per relation"
     ),
     no_filter: bool = typer.Option(False, "--no-filter", help="keep facts the model does not know"),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
 ) -> None:
     """WorldFacts from packaged geonames data, keeping the facts MODEL knows."""
     from editrisk.data.jsonl import write_jsonl
@@ -35,7 +36,7 @@ def build_worldfacts_cmd(
     from editrisk.models import load_model
 
     rels = [r.strip() for r in relations.split(",") if r.strip()] or None
-    h = None if no_filter else load_model(model, device=device)
+    h = None if no_filter else load_model(model, device=device, dtype=dtype)
     t = time.perf_counter()
     reqs = build_worldfacts(h, seed, rels, limit_per_relation or None)
     write_jsonl(reqs, out)

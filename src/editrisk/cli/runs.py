@@ -28,11 +28,12 @@ def run_cmd(
         None, help="comma-separated method labels: run just these methods of CONFIG"
     ),
     report: bool = typer.Option(False, help="write the HTML report when done"),
+    dtype: str = typer.Option(None, help="override the config's dtype"),
 ) -> None:
     """Run (or resume: same command, same directory) the study of CONFIG."""
     from editrisk.engine import load_config, run_study, select_methods
 
-    cfg = load_config(config, device=device)
+    cfg = load_config(config, device=device, dtype=dtype)
     if only:
         cfg = select_methods(cfg, only.split(","), str(config))
     set_threads(threads)
