@@ -55,7 +55,7 @@ def sweep_cmd(
     report: bool = typer.Option(True, help="write the HTML report when done"),
 ) -> None:
     """`editrisk run` of CONFIG with its HTML report (kept for grid studies)."""
-    run_cmd(config, run_dir, None, True, threads, workers, None, report)
+    run_cmd(config, run_dir, None, True, threads, workers, None, report, None)
 
 
 @cli_errors
