@@ -50,10 +50,11 @@ def _layout(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _style(i: int) -> dict[str, Any]:
-    """Distinct marker and dash per series, so coinciding lines stay visible."""
+def _style(i: int, n_points: int = 0) -> dict[str, Any]:
+    """Distinct marker and dash per series, so coinciding lines stay visible; small markers
+    on long series."""
     return {
-        "marker": {"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 8},
+        "marker": {"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 8 if n_points <= 40 else 4},
         "line": {"dash": DASHES[i % len(DASHES)], "width": 2.5},
     }
 
@@ -241,7 +242,7 @@ def _curves(
                     "name": name,
                     "x": [p[0] for p in pts],
                     "y": [p[1] for p in pts],
-                    **_style(i),
+                    **_style(i, len(pts)),
                     "hovertemplate": f"{name}<br>%{{x}} edits: %{{y:.4g}}<extra></extra>",
                 }
             )
@@ -267,7 +268,7 @@ def trade_off_figure(
                 "type": "scatter",
                 "mode": "lines+markers",
                 "name": line,
-                **_style(i),
+                **_style(i, len(pts)),
                 "x": [p[robust] for p in pts],
                 "y": [p[edit] for p in pts],
                 "customdata": [[p["alpha"], p["n"]] for p in pts],
@@ -343,7 +344,7 @@ def severity_figure(table: Sequence[Row]) -> Figure:
             "type": "scatter",
             "mode": "lines+markers",
             "name": label,
-            **_style(i),
+            **_style(i, len(pts)),
             "x": [t["severity"] for t in pts],
             "y": [t["accuracy"] for t in pts],
             "hovertemplate": f"{label}<br>severity %{{x}}: %{{y:.4g}}<extra></extra>",
