@@ -602,3 +602,13 @@ def test_second_writer_of_a_run_directory_is_refused_naming_the_first(ws: Path, 
     assert f"pid {first.pid}" in lines[0] and str(run) in lines[0]
     keys = _keys(run)
     assert len(keys) == len(set(keys)) and keys == _keys(ws / "run")
+
+
+def test_report_out_writes_only_there(ws: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """`report RUN --out DIR` leaves RUN as it was (no RUN/analysis, no RUN/report)."""
+    run = tmp_path / "run"
+    shutil.copytree(ws / "run", run)
+    before = _snapshot(run)
+    code, _, err = _main(monkeypatch, capsys, ["report", str(run), "--out", str(tmp_path / "rep")])
+    assert code == 0, err
+    assert (tmp_path / "rep" / "index.html").is_file() and _snapshot(run) == before
