@@ -405,6 +405,9 @@ def _cases() -> list[tuple[str, list[str], list[str]]]:
         ("edit-max-new-tokens", ["edit", "tiny-gpt2", "--max-new-tokens", "0", *INLINE],
          ["--max-new-tokens"]),
         ("edit-model", ["edit", "no-such-model", *INLINE], ["'no-such-model'"]),
+        ("generate-long-prompt", ["generate", "tiny-gpt2", LONG], ["128 tokens", "tiny-gpt2"]),
+        ("generate-max-new-tokens", ["generate", "tiny-gpt2", "x", "--max-new-tokens", "999"],
+         ["999 new tokens", "128"]),
         ("edit-save-delta-dir", ["edit", "tiny-gpt2", "--editor", "ft", "--set", "layers=[1]",
                                  "--save-delta", str(ws / "full"), *INLINE], ["full", "folder"]),
     ]  # fmt: skip

@@ -81,8 +81,15 @@ class ModelHandle:
 
     @torch.no_grad()
     def generate(self, prompt: str, max_new_tokens: int = 12) -> str:
-        """Greedy completion of `prompt` (the new text only)."""
+        """Greedy completion of `prompt` (the new text only); refused when the prompt and
+        `max_new_tokens` do not fit the model's context."""
         batch = self.encode([prompt])
+        n, limit = batch["input_ids"].shape[1], self.context_length
+        if limit is not None and n + max_new_tokens > limit:
+            raise EditriskError(
+                f"a prompt of {n} tokens and {max_new_tokens} new tokens do not fit the "
+                f"{limit} tokens {self.name} reads"
+            )
         out = self.model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
