@@ -74,3 +74,19 @@ def test_exports(tmp_path) -> None:
 
     assert tmp_path / "rows.parquet" in paths
     assert pq.read_table(tmp_path / "rows.parquet").num_rows == 2
+
+
+def test_writes_stay_under_their_root(tmp_path) -> None:
+    """The one write helper refuses a name that leads outside its folder, writing nothing."""
+    from editrisk.files import atomic_write_text, under
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    for name in ("../escape.txt", str(tmp_path / "escape.txt"), "a/../../escape.txt"):
+        with pytest.raises(EditriskError, match="outside"):
+            run.write_text(name, "x")
+        with pytest.raises(EditriskError, match="outside"):
+            atomic_write_text(run.path / name, "x", root=run.path)
+    assert not (tmp_path / "escape.txt").exists()
+    assert under(run.path, "checkpoints", "ft__L1") == (run.path / "checkpoints/ft__L1").resolve()
+    assert run.write_text("a/b.txt", "y").read_text() == "y"

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from editrisk.errors import EditriskError
-from editrisk.files import atomic_write_text, read_text, under
+from editrisk.files import atomic_write_text, read_text
 
 TRACKED_PACKAGES = ("editrisk", "torch", "transformers", "safetensors", "numpy", "gguf")
 
@@ -252,7 +252,7 @@ class RunDir:
     def write_text(self, name: str, text: str) -> Path:
         """Write file `name` of this run directory atomically; a name leading outside is
         refused."""
-        path = under(self.path, name)
+        path = self.path / name
         atomic_write_text(path, text, root=self.path)
         return path
 
