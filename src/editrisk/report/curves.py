@@ -81,7 +81,8 @@ def line_label(r: Row) -> str:
     return f"{r.get('method')}{at} / {r.get('path')}"
 
 
-def _job(r: Row) -> tuple:
+def job_key(r: Row) -> tuple:
+    """The job a row belongs to: method, grid layer, seed, edit set."""
     return (r.get("method"), r.get("layer"), r.get("seed"), r.get("edit_set"))
 
 
@@ -92,13 +93,13 @@ def trade_off_points(rows: Sequence[Row]) -> list[Row]:
     last: dict[tuple, int] = defaultdict(int)
     lines: dict[tuple, set[str]] = defaultdict(set)
     for r in rows:
-        last[_job(r)] = max(last[_job(r)], r.get("step") or 0)
+        last[job_key(r)] = max(last[job_key(r)], r.get("step") or 0)
         if r.get("schedule") != "unedited" and r.get("path"):
-            lines[_job(r)].add(line_label(r))
+            lines[job_key(r)].add(line_label(r))
     has_final = {r.get("method") for r in rows if r.get("schedule") == "final"}
     per_job: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        kind, sched, job = r.get("kind"), r.get("schedule"), _job(r)
+        kind, sched, job = r.get("kind"), r.get("schedule"), job_key(r)
         if kind not in ("summary", "general"):
             continue
         if sched == "unedited":

@@ -7,15 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from editrisk.report.curves import line_label
+from editrisk.report.curves import job_key, line_label
 
 Row = dict[str, Any]
 
 P_NEW, P_TRUE, GEN = "p_new.per_token", "p_true.per_token", "generation.greedy"
-
-
-def _job(r: Row) -> tuple:
-    return (r.get("method"), r.get("layer"), r.get("seed"), r.get("edit_set"))
 
 
 def _rank(r: Row) -> tuple[int, int]:
@@ -35,9 +31,9 @@ def edit_records(rows: Sequence[Row]) -> list[Row]:
         if r.get("kind") != "request" or "prompt" not in r:
             continue
         if r.get("schedule") == "unedited":
-            before[(_job(r), r.get("request"))] = r
+            before[(job_key(r), r.get("request"))] = r
         elif r.get("alpha") == 1.0 and r.get("path"):
-            key = (line_label(r), _job(r), r.get("request"))
+            key = (line_label(r), job_key(r), r.get("request"))
             if key not in after or _rank(r) >= _rank(after[key]):
                 after[key] = r
     out = []

@@ -161,7 +161,7 @@ def _correlations_html(rows: Sequence[Row]) -> str:
         return ""
     from editrisk.report.analysis import method_summary
 
-    metric = next((k for k in EDIT_KEYS if any(k in r for r in rows[:5000])), EDIT_KEYS[-1])
+    metric = next((k for k in EDIT_KEYS if any(k in r for r in rows)), EDIT_KEYS[-1])
     table = [method_summary(list(rows), m, metric, THRESHOLD) for m in methods(rows)]
     if not any(t["n"] for t in table):
         return ""
@@ -306,7 +306,7 @@ SCHEDULES = {
 def _measured_html(runs: Sequence[RunInfo], rows: Sequence[Row]) -> str:
     from editrisk import __version__
 
-    cols = {k for r in rows[:3000] for k in r} | {k for r in rows[-3000:] for k in r}
+    cols = {k for r in rows for k in r}
     convs = sorted({c.split(".", 1)[1] for c in cols if "." in c} | {"perplexity"} & cols)
     conv_items = "".join(
         f"<li><code>{_esc(c)}</code>: {_esc(CONVENTIONS[c])}</li>"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from editrisk.report.curves import line_label
+from editrisk.report.curves import job_key, line_label
 from editrisk.report.stats import bootstrap_ci
 
 Row = dict[str, Any]
@@ -46,13 +46,9 @@ class Headline:
     rows: list[tuple[str, dict[str, tuple[Estimate, Estimate]]]]  # line -> (edited, unedited)
 
 
-def _job(r: Row) -> tuple:
-    return (r.get("method"), r.get("layer"), r.get("seed"), r.get("edit_set"))
-
-
 def measures_for(rows: Sequence[Row]) -> list[Measure]:
     """The headline columns a run's rows can fill (language or vision)."""
-    cols = {k for r in rows[:2000] for k in r} | {k for r in rows[-2000:] for k in r}
+    cols = {k for r in rows for k in r}
     out: list[Measure] = []
     if "edit_success.top1" in cols:  # vision
         out += [
@@ -128,7 +124,7 @@ def _edited_rows(mine: Sequence[Row], m: Measure) -> list[Row]:
         return [r for r in rows if r.get("schedule") == "immediate"]
     by_job: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
-        by_job[_job(r)].append(r)
+        by_job[job_key(r)].append(r)
     out = []
     for job_rows in by_job.values():
         if m.source == "general":
@@ -162,23 +158,23 @@ def headline(rows: Sequence[Row]) -> Headline:
     unedited: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.get("schedule") == "unedited":
-            unedited[_job(r)].append(r)
+            unedited[job_key(r)].append(r)
         elif r.get("alpha") == 1.0 and r.get("path"):
             lines[line_label(r)].append(r)
     schedules: dict[str, set[str]] = defaultdict(set)
     table = []
     for line, mine in lines.items():
         cells = {}
-        jobs = {_job(r) for r in mine}
+        jobs = {job_key(r) for r in mine}
         for m in measures:
             edited = _prefer_requests(_edited_rows(mine, m))
             kinds = ("request", "summary") if m.source == "edits" else ("general",)
             base = [r for j in jobs for r in unedited[j] if r.get("kind") in kinds]
             if m.source == "edits":
-                asked = {(_job(r), r.get("request")) for r in edited}
+                asked = {(job_key(r), r.get("request")) for r in edited}
                 base = _prefer_requests(base)
                 if edited and edited[0].get("kind") == "request":
-                    base = [r for r in base if (_job(r), r.get("request")) in asked]
+                    base = [r for r in base if (job_key(r), r.get("request")) in asked]
             cells[m.label] = (estimate(edited, m.metric), estimate(base, m.metric))
             for r in edited:
                 schedules[m.label].add(_schedule_text(r, m))
