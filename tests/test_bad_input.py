@@ -608,10 +608,14 @@ def test_second_writer_of_a_run_directory_is_refused_naming_the_first(ws: Path, 
 
 
 def test_report_out_writes_only_there(ws: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
-    """`report RUN --out DIR` leaves RUN as it was (no RUN/analysis, no RUN/report)."""
-    run = tmp_path / "run"
+    """`report RUN --out DIR` leaves RUN as it was (no RUN/analysis, no RUN/report), and a
+    row kind that looks like a path names no file."""
+    run, out = tmp_path / "run", tmp_path / "a" / "b" / "c" / "d" / "rep"
     shutil.copytree(ws / "run", run)
+    with open(run / "rows.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "x/../../../../report_escape", "method": "ft"}) + "\n")
     before = _snapshot(run)
-    code, _, err = _main(monkeypatch, capsys, ["report", str(run), "--out", str(tmp_path / "rep")])
+    code, _, err = _main(monkeypatch, capsys, ["report", str(run), "--out", str(out)])
     assert code == 0, err
-    assert (tmp_path / "rep" / "index.html").is_file() and _snapshot(run) == before
+    assert (out / "index.html").is_file() and _snapshot(run) == before
+    assert not [p for p in tmp_path.rglob("*") if "report_escape" in p.name]
