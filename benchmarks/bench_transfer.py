@@ -29,19 +29,23 @@ from editrisk.evaluation.metrics import edit_metrics, summarize  # noqa: E402
 from editrisk.models import ModelHandle, load_model  # noqa: E402
 from editrisk.requests import EditRequest  # noqa: E402
 
-# The shared target optimisation's weight decay: ||delta||^2/||h||^2 against ROME's/MEMIT's
-# published code, ||delta||/||h||^2 (both stop once the target's mean NLL is below 0.05; the
-# published rule, stopping on the whole loss, never fires before the step limit with the
-# decay in the loss, and scored no better in a side run).
+# The shared target optimisation's stopping point: editrisk's default stops once the target's
+# mean NLL is below 0.05 (P ~ 0.95 per token, as ROME's code stops on its whole loss); a
+# looser stop (0.3, P ~ 0.74) pushes v* less far, trading edit strength for neighbours. (An
+# earlier run of this benchmark compared the weight decay, editrisk's ||delta||^2/||h||^2
+# against the papers' ||delta||/||h||^2: ROME chose editrisk's on every fold, MEMIT tied.)
 RULES: dict[str, dict[str, Any]] = {
-    "squared-decay": {"decay": "squared", "stop_on": "nll"},
-    "paper-decay": {"decay": "paper", "stop_on": "nll"},
+    "stop 0.05": {},
+    "stop 0.3": {"stop_loss": 0.3},
 }
+# D4S's single edit is MEMIT's (`test_d4s_sequential_matches_memit_batch`) and AlphaEdit's
+# target optimisation is MEMIT's: both are scored with the default only, to keep the run
+# within an hour on 2 shared cores.
 CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "rome": RULES,
     "memit": RULES,
-    "d4s": RULES,
-    "alphaedit": RULES,
+    "alphaedit": {"stop 0.05": {}},
+    "d4s": {"stop 0.05": {}},
 }
 
 
@@ -81,7 +85,7 @@ def single_edits(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--facts", type=int, default=5, help="facts per relation")
-    ap.add_argument("--editors", default="rome,memit,alphaedit,d4s")
+    ap.add_argument("--editors", default=",".join(CANDIDATES))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     setup_threads()
