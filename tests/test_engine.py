@@ -328,9 +328,9 @@ def test_schedules_due_together_are_measured_once(tmp_path, monkeypatch) -> None
     import editrisk.evaluation.metrics as metrics
 
     calls: list[int] = []
-    real = metrics.edit_metrics
+    real = metrics.edit_scores  # one scoring pass per measurement of edit metrics
     monkeypatch.setattr(
-        metrics, "edit_metrics", lambda h, reqs, bs=32: calls.append(len(reqs)) or real(h, reqs, bs)
+        metrics, "edit_scores", lambda h, reqs, bs=32: calls.append(len(reqs)) or real(h, reqs, bs)
     )
     cfg = _cfg(tmp_path, {"name": "sequential", "batch_size": 1}, {"retention_every": 5})
     rows = _run(cfg, tmp_path)
@@ -362,9 +362,9 @@ def test_the_unedited_model_is_measured_once_for_all_jobs(tmp_path, monkeypatch)
     import editrisk.evaluation.metrics as metrics
 
     calls: list[int] = []
-    real = metrics.edit_metrics
+    real = metrics.edit_scores  # one scoring pass per measurement of edit metrics
     monkeypatch.setattr(
-        metrics, "edit_metrics", lambda h, reqs, bs=32: calls.append(len(reqs)) or real(h, reqs, bs)
+        metrics, "edit_scores", lambda h, reqs, bs=32: calls.append(len(reqs)) or real(h, reqs, bs)
     )
     methods = [{"name": "spy-engine", "label": "a"}, {"name": "spy-engine", "label": "b"}]
     cfg = _cfg(tmp_path, {"name": "batch"}, {"immediate": False}, methods=methods)

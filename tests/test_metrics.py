@@ -9,6 +9,7 @@ import torch
 
 from editrisk.evaluation.metrics import (
     edit_metrics,
+    edit_scores,
     generation_metrics,
     ngram_entropy,
     request_detail,
@@ -131,3 +132,7 @@ def test_request_detail_matches_unbatched_scores_and_generations(tiny) -> None:
     assert detail[1]["p_true.per_token"] is None
     for r, d in zip(reqs, detail):
         assert d["generation.greedy"] == tiny.generate(r.rendered, 5)
+    scored = edit_scores(tiny, reqs)  # the scores edit_metrics made: no second scoring pass
+    for a, b in zip(request_detail(tiny, reqs, 2, 5, scores=scored), detail):
+        assert a["generation.greedy"] == b["generation.greedy"]
+        assert a["p_new.per_token"] == pytest.approx(b["p_new.per_token"], rel=1e-5)

@@ -77,17 +77,28 @@ def edit_pairs(r: EditRequest) -> list[Pair]:
     return pairs
 
 
-def edit_metrics(
+def edit_scores(
     h: ModelHandle, requests: Sequence[EditRequest], batch_size: int = 32
+) -> dict[Pair, TargetScore]:
+    """Every (prompt, target) pair of `edit_pairs` over `requests`, scored in one batched pass."""
+    pairs = list(dict.fromkeys(p for r in requests for p in edit_pairs(r)))
+    return dict(zip(pairs, score_pairs(h, pairs, batch_size)))
+
+
+def edit_metrics(
+    h: ModelHandle,
+    requests: Sequence[EditRequest],
+    batch_size: int = 32,
+    scores: dict[Pair, TargetScore] | None = None,
 ) -> list[dict[str, float | None]]:
     """Per request: efficacy, generalization and specificity in every convention.
 
-    All prompts of all requests are scored in one batched pass. A metric without prompts (or
-    a comparison without target_true) is None.
+    All prompts of all requests are scored in one batched pass (or taken from `scores`, an
+    `edit_scores` of the same requests). A metric without prompts (or a comparison without
+    target_true) is None.
     """
-    all_pairs = [edit_pairs(r) for r in requests]
-    flat = score_pairs(h, [p for ps in all_pairs for p in ps], batch_size)
-    scores = dict(zip((p for ps in all_pairs for p in ps), flat))
+    if scores is None:
+        scores = edit_scores(h, requests, batch_size)
     rows = []
     for r in requests:
         prompts = [r.rendered, *r.paraphrases]
@@ -217,13 +228,17 @@ def request_detail(
     requests: Sequence[EditRequest],
     batch_size: int = 32,
     max_new_tokens: int = GENERATION_TOKENS,
+    scores: dict[Pair, TargetScore] | None = None,
 ) -> list[dict[str, str | float | None]]:
     """Per request, what a reader checks by eye: the rewrite prompt, both targets, their
     per-token probabilities (`p_new.per_token`, `p_true.per_token`: exp of the mean token
-    log-prob) and the greedy continuation of the prompt (`generation.greedy`)."""
-    pairs = [(r.rendered, r.target_new) for r in requests]
-    pairs += [(r.rendered, r.target_true) for r in requests if r.target_true is not None]
-    probs = dict(zip(pairs, (s.prob for s in score_pairs(h, pairs, batch_size))))
+    log-prob; from `scores` when given) and the greedy continuation of the prompt
+    (`generation.greedy`)."""
+    if scores is None:
+        pairs = [(r.rendered, r.target_new) for r in requests]
+        pairs += [(r.rendered, r.target_true) for r in requests if r.target_true is not None]
+        scores = dict(zip(pairs, score_pairs(h, pairs, batch_size)))
+    probs = {pair: score.prob for pair, score in scores.items()}
     gens = greedy_continuations(h, [r.rendered for r in requests], max_new_tokens, batch_size)
     return [
         {

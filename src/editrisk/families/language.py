@@ -142,14 +142,20 @@ class LanguageFamily(Family):
             editor.prefixes(self.h)
 
     def evaluate(self, what: str, requests: Sequence[EditRequest]) -> list[Row]:
-        from editrisk.evaluation.metrics import edit_metrics, request_detail, summarize
+        from editrisk.evaluation.metrics import (
+            edit_metrics,
+            edit_scores,
+            request_detail,
+            summarize,
+        )
 
         if what == "general":
             return self._general()
-        per_request = edit_metrics(self.h, requests, self.ev.batch_size)
+        scores = edit_scores(self.h, requests, self.ev.batch_size)
+        per_request = edit_metrics(self.h, requests, self.ev.batch_size, scores)
         rows: list[Row] = [{"kind": "summary", "n": len(requests), **summarize(per_request)}]
         if self.ev.request_rows:
-            detail = request_detail(self.h, requests, self.ev.batch_size)
+            detail = request_detail(self.h, requests, self.ev.batch_size, scores=scores)
             rows += [
                 {"kind": "request", "request": r.id, **m, **d}
                 for r, m, d in zip(requests, per_request, detail)
