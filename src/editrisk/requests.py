@@ -21,12 +21,32 @@ class Neighbour:
     target: str
 
 
+QUESTION_KINDS = ("portability", "reverse", "subject_other")
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question about an edit's consequences, with the answer the edited model should give.
+
+    `kind`: `portability` (the answer must change with the edit: a one- or multi-hop
+    consequence), `reverse` (the edit read backwards, for a one-to-one relation) or
+    `subject_other` (another attribute of the subject, which must not change). `unwanted` is
+    the answer it must beat (the pre-edit answer, or a same-relation alternative)."""
+
+    kind: str
+    prompt: str
+    target: str
+    unwanted: str | None = None
+
+
 @dataclass(frozen=True)
 class EditRequest:
     """One edit: make `prompt.format(subject)` continue with `target_new`.
 
     `prompt` is a template with one `{}` for the subject. `paraphrases` and
-    `generation_prompts` are full prompts (subject already in place).
+    `generation_prompts` are full prompts (subject already in place). `questions` measure the
+    edit's consequences; `aliases` maps an answer to other names that count as stating it in
+    generated text.
     """
 
     subject: str
@@ -38,6 +58,8 @@ class EditRequest:
     generation_prompts: tuple[str, ...] = ()
     id: str = ""
     relation: str | None = None
+    questions: tuple[Question, ...] = ()
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -67,14 +89,36 @@ class EditRequest:
         for i, n in enumerate(self.neighbours):
             if not isinstance(n, Neighbour) or not n.prompt.strip() or not n.target.strip():
                 fail(f"neighbour {i} needs a prompt and a target", "neighbours")
+        for i, q in enumerate(self.questions):
+            if (
+                not isinstance(q, Question)
+                or q.kind not in QUESTION_KINDS
+                or not all(isinstance(x, str) and x.strip() for x in (q.prompt, q.target))
+                or not (q.unwanted is None or isinstance(q.unwanted, str) and q.unwanted.strip())
+            ):
+                fail(
+                    f"question {i} needs a kind in {list(QUESTION_KINDS)}, a prompt, a target "
+                    "and an optional non-empty unwanted answer",
+                    "questions",
+                )
+        for answer, names in self.aliases.items():
+            if not isinstance(names, tuple) or not all(isinstance(x, str) for x in names):
+                fail(f"aliases of {answer!r} must be a list of strings", "aliases")
+
+    def forms(self, answer: str) -> tuple[str, ...]:
+        """`answer` and its aliases: every name that counts as stating it."""
+        return (answer, *self.aliases.get(answer, ()))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["neighbours"] = [asdict(n) for n in self.neighbours]
         d["paraphrases"] = list(self.paraphrases)
         d["generation_prompts"] = list(self.generation_prompts)
-        if not d["extra"]:
-            d.pop("extra")
+        d["questions"] = [asdict(q) for q in self.questions]
+        d["aliases"] = {k: list(v) for k, v in self.aliases.items()}
+        for key in ("questions", "aliases", "extra"):
+            if not d[key]:
+                d.pop(key)
         return d
 
     @classmethod
@@ -97,6 +141,8 @@ class EditRequest:
             "generation_prompts",
             "id",
             "relation",
+            "questions",
+            "aliases",
             "extra",
         }
         unknown = set(d) - known
@@ -127,6 +173,25 @@ class EditRequest:
             if not all(isinstance(n[k], str) for k in ("prompt", "target")):
                 fail(f"neighbour {i}: prompt and target must be strings", "neighbours")
             neighbours.append(Neighbour(n["prompt"], n["target"]))
+        raw_questions = d.get("questions") or []
+        if not isinstance(raw_questions, list):
+            fail("expected a list of {kind, prompt, target, unwanted} objects", "questions")
+        questions = []
+        for i, q in enumerate(raw_questions):
+            if (
+                not isinstance(q, dict)
+                or not {"kind", "prompt", "target"} <= set(q)
+                or not set(q) <= {"kind", "prompt", "target", "unwanted"}
+            ):
+                fail(f"question {i} must be an object with kind, prompt, target", "questions")
+            if not all(isinstance(q.get(k, ""), str) for k in ("kind", "prompt", "target")):
+                fail(f"question {i}: kind, prompt and target must be strings", "questions")
+            questions.append(Question(q["kind"], q["prompt"], q["target"], q.get("unwanted")))
+        raw_aliases = d.get("aliases") or {}
+        if not isinstance(raw_aliases, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in raw_aliases.values()
+        ):
+            fail("expected an object of answer -> list of strings", "aliases")
         for key in ("subject", "prompt", "target_new", "target_true", "relation"):
             v = d.get(key)
             if not isinstance(v, str) and (
@@ -149,6 +214,8 @@ class EditRequest:
             generation_prompts=strs("generation_prompts"),
             id=str(rid),
             relation=d.get("relation"),
+            questions=tuple(questions),
+            aliases={k: tuple(v) for k, v in raw_aliases.items()},
             extra=dict(d.get("extra") or {}),
         )
         for k, v in values.items():

@@ -58,6 +58,7 @@ def check_fits(
         texts = [("prompt", r.rendered), *(("paraphrases", p) for p in r.paraphrases)]
         texts += [("neighbours", n.prompt + " " + n.target) for n in r.neighbours]
         texts += [("generation_prompts", p) for p in r.generation_prompts]
+        texts += [("questions", q.prompt + " " + q.target) for q in r.questions]
         ids = tokenizer([t for _, t in texts], add_special_tokens=False)["input_ids"]
         for (fld, _), seq in zip(texts, ids):
             n = len(seq) + (n_target if fld in ("prompt", "paraphrases") else 0)

@@ -71,3 +71,17 @@ def set_threads(threads: int = 0) -> int:
     n = threads if threads > 0 else free_cores()
     torch.set_num_threads(n)
     return n
+
+
+def choices(text: str, known: tuple[str, ...], option: str, empty_ok: bool) -> list[str]:
+    """A comma-separated option value as a list, refusing unknown or repeated names (and an
+    empty list unless `empty_ok`) before any work is done."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in names if x not in known]
+    if unknown:
+        raise EditriskError(f"{option}: unknown {unknown}; choose from {list(known)}")
+    if len(set(names)) != len(names):
+        raise EditriskError(f"{option}: repeats a name: {names}")
+    if not names and not empty_ok:
+        raise EditriskError(f"{option}: name at least one of {list(known)}")
+    return names

@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from editrisk.cli._common import DeviceOpt, DtypeOpt, cli_errors, console, fmt, load_delta
+from editrisk.cli._common import (
+    DeviceOpt,
+    DtypeOpt,
+    choices,
+    cli_errors,
+    console,
+    fmt,
+    load_delta,
+)
 
 data_app = typer.Typer(help="Build edit datasets (WorldFacts, MQD).", no_args_is_help=True)
 build_app = typer.Typer(help="Build a built-in edit set.", no_args_is_help=True)
@@ -89,6 +97,15 @@ def eval_cmd(
     run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/eval-<time>"),
     limit: int = typer.Option(0, min=0, help="evaluate only the first N requests"),
     gen_tokens: int = typer.Option(0, min=0, help="tokens per generation for fluency/consistency"),
+    conventions: str = typer.Option(
+        "prob_compare,prob_margin,token_acc",
+        help="edit-metric conventions, comma-separated: prob_compare, prob_margin, token_acc "
+        "(teacher-forced), gen_match (greedy generation states the wanted answer)",
+    ),
+    gen_match_tokens: int = typer.Option(16, min=1, help="gen_match: new tokens per prompt"),
+    questions: str = typer.Option(
+        "portability,reverse,subject_other", help="question kinds to measure, comma-separated"
+    ),
     shifts: bool = typer.Option(False, help="also measure knowledge and edit under shifts"),
     shift_kinds: str = typer.Option(
         "typo,case,noise,paraphrase,prefix", help="perturbations measured with --shifts"
@@ -103,20 +120,28 @@ def eval_cmd(
     writes one row per request and a summary row to the run directory."""
     from editrisk.data import load_requests
     from editrisk.engine.store import RunDir
+    from editrisk.evaluation.metrics import CONVENTIONS
     from editrisk.evaluation.shifts import check_kinds
-    from editrisk.evaluation.suite import evaluate
+    from editrisk.evaluation.suite import EditMetricSpec, evaluate
     from editrisk.models import load_model
+    from editrisk.requests import QUESTION_KINDS
     from editrisk.tokens import check_fits
 
     kinds = check_kinds([k.strip() for k in shift_kinds.split(",") if k.strip()])
+    metrics = EditMetricSpec(
+        conventions=choices(conventions, CONVENTIONS, "--conventions", empty_ok=False),
+        gen_match_tokens=gen_match_tokens,
+        questions=choices(questions, QUESTION_KINDS, "--questions", empty_ok=True),
+    )
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
     held = load_requests(str(heldout)) if heldout else None
     d = load_delta(delta) if delta else None
     h = load_model(model, device=device, dtype=dtype)
     if d is not None:
         d.check_applies(h.model, h.fingerprint(), str(delta))
+    reserve = max(gen_tokens, gen_match_tokens if "gen_match" in metrics.conventions else 0)
     for file, rs in ((requests, reqs), (heldout, held or [])):
-        check_fits(h.tokenizer, h.context_length, rs, reserve=gen_tokens, model=h.name,
+        check_fits(h.tokenizer, h.context_length, rs, reserve=reserve, model=h.name,
                    file=str(file))  # fmt: skip
     run = RunDir(run_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S"))
     config = {
@@ -126,6 +151,9 @@ def eval_cmd(
         "delta": str(delta) if delta else None,
         "limit": limit,
         "gen_tokens": gen_tokens,
+        "conventions": list(metrics.conventions),
+        "gen_match_tokens": gen_match_tokens,
+        "questions": list(metrics.questions),
         "shifts": shift_kinds if shifts else None,
         "heldout": str(heldout) if heldout else None,
         "perplexity": ppl,
@@ -149,6 +177,7 @@ def eval_cmd(
             heldout=held,
             perplexity=ppl,
             batch_size=batch_size,
+            metrics=metrics,
         )
         method = (d.metadata.get("editor") or "delta") if d else "none"
         ident = {"run": run.path.name, "family": "language", "model": model,

@@ -6,10 +6,16 @@ Conventions (keys are `<metric>.<convention>`):
   (exp of the mean token log-prob) than the unwanted one, averaged over prompts.
 - `prob_margin` (ROME/MEMIT "magnitude"): wanted minus unwanted per-token probability.
 - `token_acc` (EasyEdit): teacher-forced accuracy of the wanted answer's tokens.
+- `gen_match` (generation-based): 1 when the model's greedy continuation of the prompt
+  (`GEN_MATCH_TOKENS` new tokens) states the wanted answer in its first sentence and no longer
+  states the unwanted one (`gen_match()` documents the matcher), averaged over prompts. The
+  three above are teacher-forced and flatter editors; this one asks the model to answer.
 
 Metrics: `efficacy` (rewrite prompt; wanted target_new over target_true), `generalization`
 (paraphrases; same comparison), `specificity` (neighbour prompts; wanted the neighbour's own
-answer over target_new). EasyEdit's "locality" compares post-edit with pre-edit predictions;
+answer over target_new), and per question kind of `EditRequest.questions` (`portability`,
+`reverse`, `subject_other`; wanted the question's target over its unwanted answer). EasyEdit's
+"locality" compares post-edit with pre-edit predictions;
 `specificity.token_acc` here scores the neighbour's recorded answer instead.
 
 Generation metrics: `fluency.ngram_entropy` (ROME: weighted mean of bigram and trigram
@@ -22,17 +28,20 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from editrisk.evaluation.scoring import TargetScore, score_targets
 from editrisk.models import ModelHandle
-from editrisk.requests import EditRequest
+from editrisk.requests import QUESTION_KINDS, EditRequest
 from editrisk.tokens import prompt_ids, target_ids
 
 Pair = tuple[str, str]
-CONVENTIONS = ("prob_compare", "prob_margin", "token_acc")
+TEACHER_FORCED = ("prob_compare", "prob_margin", "token_acc")
+CONVENTIONS = (*TEACHER_FORCED, "gen_match")
 EDIT_METRICS = ("efficacy", "generalization", "specificity")
+GEN_MATCH_TOKENS = 16  # greedy tokens per prompt for gen_match: room for a short answer sentence
 
 
 def score_pairs(h: ModelHandle, pairs: Sequence[Pair], batch_size: int = 32) -> list[TargetScore]:
@@ -51,7 +60,7 @@ def _comparisons(
 ) -> dict[str, float | None]:
     """Mean prob_compare / prob_margin / token_acc over aligned prompt lists."""
     if not wanted:
-        return {f"{prefix}.{c}": None for c in CONVENTIONS}
+        return {f"{prefix}.{c}": None for c in TEACHER_FORCED}
     pairs = [(w, u) for w, u in zip(wanted, unwanted) if u is not None]
     out: dict[str, float | None] = {
         f"{prefix}.prob_compare": _mean(float(w.prob > u.prob) for w, u in pairs),
@@ -67,14 +76,22 @@ def _mean(xs: Iterable[float]) -> float | None:
 
 
 def edit_pairs(r: EditRequest) -> list[Pair]:
-    """Every (prompt, target) pair the edit metrics of `r` need."""
+    """Every (prompt, target) pair the teacher-forced edit metrics of `r` need."""
     prompts = [r.rendered, *r.paraphrases]
     pairs = [(p, r.target_new) for p in prompts]
     if r.target_true is not None:
         pairs += [(p, r.target_true) for p in prompts]
     for n in r.neighbours:
         pairs += [(n.prompt, n.target), (n.prompt, r.target_new)]
+    for q in r.questions:
+        pairs += [(q.prompt, q.target)] + ([(q.prompt, q.unwanted)] if q.unwanted else [])
     return pairs
+
+
+def edit_prompts(r: EditRequest) -> list[str]:
+    """Every prompt the `gen_match` metrics of `r` generate from."""
+    prompts = [r.rendered, *r.paraphrases, *(n.prompt for n in r.neighbours)]
+    return prompts + [q.prompt for q in r.questions]
 
 
 def edit_scores(
@@ -85,36 +102,81 @@ def edit_scores(
     return dict(zip(pairs, score_pairs(h, pairs, batch_size)))
 
 
+def edit_generations(
+    h: ModelHandle,
+    requests: Sequence[EditRequest],
+    max_new_tokens: int = GEN_MATCH_TOKENS,
+    batch_size: int = 32,
+) -> dict[str, str]:
+    """Greedy continuation of every prompt of `edit_prompts` over `requests`, in one batched
+    pass (prompt -> new text)."""
+    prompts = list(dict.fromkeys(p for r in requests for p in edit_prompts(r)))
+    return dict(zip(prompts, greedy_continuations(h, prompts, max_new_tokens, batch_size)))
+
+
+def _gen_matches(
+    r: EditRequest, gens: dict[str, str], items: Sequence[tuple[str, str, str | None]], prefix: str
+) -> dict[str, float | None]:
+    """`<prefix>.gen_match`: mean verdict over (prompt, wanted, unwanted) items."""
+    verdicts = [
+        float(gen_match(gens[p], r.forms(w), r.forms(u) if u is not None else None))
+        for p, w, u in items
+    ]
+    return {f"{prefix}.gen_match": _mean(verdicts)}
+
+
 def edit_metrics(
     h: ModelHandle,
     requests: Sequence[EditRequest],
     batch_size: int = 32,
     scores: dict[Pair, TargetScore] | None = None,
+    conventions: Sequence[str] = TEACHER_FORCED,
+    generations: dict[str, str] | None = None,
+    questions: Sequence[str] = QUESTION_KINDS,
 ) -> list[dict[str, float | None]]:
-    """Per request: efficacy, generalization and specificity in every convention.
+    """Per request: efficacy, generalization, specificity and each question kind of
+    `questions`, in each of `conventions`.
 
-    All prompts of all requests are scored in one batched pass (or taken from `scores`, an
-    `edit_scores` of the same requests). A metric without prompts (or a comparison without
-    target_true) is None.
+    Teacher-forced conventions score all pairs of all requests in one batched pass (or take
+    them from `scores`, an `edit_scores` of the same requests); `gen_match` generates from all
+    prompts in one batched pass (or reads `generations`, an `edit_generations`). A metric
+    without prompts (or a comparison without an unwanted answer) is None; question kinds are
+    measured on requests that carry questions.
     """
-    if scores is None:
+    unknown = set(conventions) - set(CONVENTIONS)
+    if unknown:
+        raise ValueError(f"unknown convention(s) {sorted(unknown)}; choose from {CONVENTIONS}")
+    tf = any(c in TEACHER_FORCED for c in conventions)
+    if tf and scores is None:
         scores = edit_scores(h, requests, batch_size)
+    if "gen_match" in conventions and generations is None:
+        generations = edit_generations(h, requests, batch_size=batch_size)
+    keep = {f"{m}.{c}" for m in (*EDIT_METRICS, *questions) for c in conventions}
     rows = []
     for r in requests:
         prompts = [r.rendered, *r.paraphrases]
-        new = [scores[(p, r.target_new)] for p in prompts]
-        true = [scores[(p, r.target_true)] if r.target_true else None for p in prompts]
-        row = {"id": r.id}
-        row.update(_comparisons(new[:1], true[:1], "efficacy"))
-        row.update(_comparisons(new[1:], true[1:], "generalization"))
-        row.update(
-            _comparisons(
-                [scores[(n.prompt, n.target)] for n in r.neighbours],
-                [scores[(n.prompt, r.target_new)] for n in r.neighbours],
-                "specificity",
-            )
-        )
-        rows.append(row)
+        groups: list[tuple[str, list[tuple[str, str, str | None]]]] = [
+            ("efficacy", [(prompts[0], r.target_new, r.target_true)]),
+            ("generalization", [(p, r.target_new, r.target_true) for p in prompts[1:]]),
+            ("specificity", [(n.prompt, n.target, r.target_new) for n in r.neighbours]),
+        ]
+        groups += [
+            (kind, [(q.prompt, q.target, q.unwanted) for q in r.questions if q.kind == kind])
+            for kind in (questions if r.questions else ())
+        ]
+        row: dict[str, float | None] = {}
+        for name, items in groups:
+            if tf and scores is not None:
+                row.update(
+                    _comparisons(
+                        [scores[(p, w)] for p, w, _ in items],
+                        [scores[(p, u)] if u is not None else None for p, _, u in items],
+                        name,
+                    )
+                )
+            if generations is not None and "gen_match" in conventions:
+                row.update(_gen_matches(r, generations, items, name))
+        rows.append({"id": r.id, **{k: v for k, v in row.items() if k in keep}})
     return rows
 
 
@@ -126,6 +188,72 @@ def summarize(rows: Sequence[dict[str, float | str | None]]) -> dict[str, float 
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
         out[k] = sum(vals) / len(vals) if vals else None
     return out
+
+
+# -- generation-based success (the `gen_match` convention) ----------------------------------------
+_ABBREVIATIONS = frozenset(
+    {"st", "mt", "ft", "dr", "mr", "mrs", "ms", "jr", "sr", "no", "vs", "etc", "co", "inc"}
+)
+_SENTENCE_END = re.compile(r"\n|[.!?](?=\s|$)")
+_ARTICLES = frozenset({"the", "a", "an"})
+
+
+def first_sentence(text: str) -> str:
+    """`text` up to its first sentence end: a line break, or `.`/`!`/`?` before a space or the
+    end, unless the period closes a capital initial ("D.C.", "J. Smith") or a common abbreviation
+    ("St.", "Mt.", "Dr."). A generation continues its prompt, so its first sentence is the
+    prompt's own sentence, completed."""
+    text = text.lstrip()
+    for m in _SENTENCE_END.finditer(text):
+        before = text[: m.start()]
+        word = re.search(r"(\w*)$", before).group(1)  # type: ignore[union-attr]
+        initial = len(word) == 1 and word.isupper() and re.search(r"(?:^|[\s.])\w$", before)
+        if m.group() == "." and (initial or word.lower() in _ABBREVIATIONS):
+            continue
+        return before
+    return text
+
+
+def normalised_words(text: str) -> list[str]:
+    """Case-folded, accent-free alphanumeric words: punctuation, apostrophes and hyphens
+    separate words ("Côte d'Ivoire" -> ["cote", "d", "ivoire"]), "&" reads "and"."""
+    text = unicodedata.normalize("NFKD", text.replace("&", " and "))
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    return re.findall(r"[^\W_]+", text)
+
+
+def _spans(words: Sequence[str], forms: Iterable[str]) -> list[tuple[int, int]]:
+    """Where any of `forms` (a leading article dropped) occurs in `words` as whole words."""
+    out = []
+    for form in forms:
+        w = normalised_words(form)
+        if len(w) > 1 and w[0] in _ARTICLES:
+            w = w[1:]
+        n = len(w)
+        out += [(i, i + n) for i in range(len(words) - n + 1) if n and words[i : i + n] == w]
+    return out
+
+
+def states(text: str, answer: str | Sequence[str]) -> bool:
+    """Whether the first sentence of `text` names `answer` (or any of a list of aliases)."""
+    forms = [answer] if isinstance(answer, str) else answer
+    return bool(_spans(normalised_words(first_sentence(text)), forms))
+
+
+def gen_match(
+    text: str, wanted: str | Sequence[str], unwanted: str | Sequence[str] | None = None
+) -> bool:
+    """The `gen_match` verdict on one generation: its first sentence states `wanted` (any of
+    its aliases) and no longer states `unwanted` (an old answer only inside the wanted one,
+    "Guinea" in "Papua New Guinea", does not count)."""
+    words = normalised_words(first_sentence(text))
+    good = _spans(words, [wanted] if isinstance(wanted, str) else wanted)
+    if not good:
+        return False
+    if unwanted is None:
+        return True
+    bad = _spans(words, [unwanted] if isinstance(unwanted, str) else unwanted)
+    return not any(not any(a <= i and j <= b for a, b in good) for i, j in bad)
 
 
 # -- generation metrics ---------------------------------------------------------------------------
@@ -199,28 +327,34 @@ GENERATION_TOKENS = 8  # greedy tokens per edited prompt: a few words, cheap at 
 def greedy_continuations(
     h: ModelHandle, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32
 ) -> list[str]:
-    """Greedy completions (new text only) of `prompts`, batched with left padding."""
+    """Greedy completions (new text only) of `prompts`: each distinct prompt once, batched in
+    token-length order with left padding, reusing each step's keys and values (`generate`'s
+    cache), so a batch costs one prompt pass and one token per new step."""
     import torch
 
-    tok, out = h.tokenizer, []
+    tok, by_prompt = h.tokenizer, {}
+    unique = list(dict.fromkeys(prompts))
+    unique.sort(key=lambda p: len(prompt_ids(tok, p)))
     side = tok.padding_side
     tok.padding_side = "left"
     try:
-        for i in range(0, len(prompts), batch_size):
-            batch = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
+        for i in range(0, len(unique), batch_size):
+            chunk = unique[i : i + batch_size]
+            batch = tok(chunk, return_tensors="pt", padding=True)
             batch = {k: v.to(h.device) for k, v in batch.items()}
             with torch.no_grad():
                 ids = h.model.generate(
                     **batch,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
+                    use_cache=True,
                     pad_token_id=tok.pad_token_id,
                 )
             new = ids[:, batch["input_ids"].shape[1] :]
-            out += tok.batch_decode(new, skip_special_tokens=True)
+            by_prompt.update(zip(chunk, tok.batch_decode(new, skip_special_tokens=True)))
     finally:
         tok.padding_side = side
-    return out
+    return [by_prompt[p] for p in prompts]
 
 
 def request_detail(
@@ -229,17 +363,23 @@ def request_detail(
     batch_size: int = 32,
     max_new_tokens: int = GENERATION_TOKENS,
     scores: dict[Pair, TargetScore] | None = None,
+    generations: dict[str, str] | None = None,
 ) -> list[dict[str, str | float | None]]:
     """Per request, what a reader checks by eye: the rewrite prompt, both targets, their
     per-token probabilities (`p_new.per_token`, `p_true.per_token`: exp of the mean token
     log-prob; from `scores` when given) and the greedy continuation of the prompt
-    (`generation.greedy`)."""
+    (`generation.greedy`; from `generations`, an `edit_generations`, when given)."""
     if scores is None:
         pairs = [(r.rendered, r.target_new) for r in requests]
         pairs += [(r.rendered, r.target_true) for r in requests if r.target_true is not None]
         scores = dict(zip(pairs, score_pairs(h, pairs, batch_size)))
     probs = {pair: score.prob for pair, score in scores.items()}
-    gens = greedy_continuations(h, [r.rendered for r in requests], max_new_tokens, batch_size)
+    prompts = [r.rendered for r in requests]
+    gens = (
+        [generations[p] for p in prompts]
+        if generations is not None
+        else greedy_continuations(h, prompts, max_new_tokens, batch_size)
+    )
     return [
         {
             "prompt": r.rendered,

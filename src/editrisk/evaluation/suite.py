@@ -9,10 +9,17 @@ from typing import Any
 
 from editrisk.delta import Delta
 from editrisk.evaluation.general import default_text_sample, heldout_accuracy, perplexity
-from editrisk.evaluation.metrics import edit_metrics, generation_metrics, summarize
+from editrisk.evaluation.metrics import (
+    GEN_MATCH_TOKENS,
+    TEACHER_FORCED,
+    edit_generations,
+    edit_metrics,
+    generation_metrics,
+    summarize,
+)
 from editrisk.evaluation.shifts import PERTURBATIONS, relative_robustness, shift_table
 from editrisk.models import ModelHandle
-from editrisk.requests import EditRequest
+from editrisk.requests import QUESTION_KINDS, EditRequest
 
 
 @dataclass
@@ -24,6 +31,15 @@ class EvalResult:
     shift_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EditMetricSpec:
+    """Which edit metrics to measure: conventions, gen_match's token budget, question kinds."""
+
+    conventions: Sequence[str] = TEACHER_FORCED
+    gen_match_tokens: int = GEN_MATCH_TOKENS
+    questions: Sequence[str] = QUESTION_KINDS
+
+
 def _measure(
     h: ModelHandle,
     requests: Sequence[EditRequest],
@@ -33,9 +49,13 @@ def _measure(
     heldout: Sequence[EditRequest] | None,
     ppl: bool,
     batch_size: int,
+    metrics: EditMetricSpec,
     out: EvalResult,
 ) -> list[dict[str, Any]]:
-    rows = edit_metrics(h, requests, batch_size)
+    gens = None
+    if "gen_match" in metrics.conventions:
+        gens = edit_generations(h, requests, metrics.gen_match_tokens, batch_size)
+    rows = edit_metrics(h, requests, batch_size, None, metrics.conventions, gens, metrics.questions)
     if gen_tokens > 0:
         for row, g in zip(rows, generation_metrics(h, requests, gen_tokens)):
             row.update({k: v for k, v in g.items() if k != "id"})
@@ -70,11 +90,13 @@ def evaluate(
     heldout: Sequence[EditRequest] | None = None,
     perplexity: bool = False,
     batch_size: int = 32,
+    metrics: EditMetricSpec | None = None,
 ) -> EvalResult:
     """Edit metrics (and optionally generation, held-out, perplexity and shift measurements)
     of `h`; with `delta`, of the unedited and the edited model (restored afterwards).
 
-    `shifts`: True for every perturbation kind, or the kinds to measure."""
+    `shifts`: True for every perturbation kind, or the kinds to measure; `metrics`: which
+    conventions and question kinds (default: the teacher-forced three, every kind)."""
     out = EvalResult()
     kinds = list(PERTURBATIONS) if shifts is True else list(shifts or [])
     states = [("unedited", nullcontext())] + ([("edited", delta.applied(h.model))] if delta else [])
@@ -82,8 +104,9 @@ def evaluate(
     for state, ctx in states:
         with ctx:
             tables[state] = _measure(
-                h, requests, state, gen_tokens, kinds, heldout, perplexity, batch_size, out
-            )
+                h, requests, state, gen_tokens, kinds, heldout, perplexity, batch_size,
+                metrics or EditMetricSpec(), out,
+            )  # fmt: skip
     if delta and kinds:
         for key in ("knowledge.prob_compare", "edit.prob_compare"):
             rel = relative_robustness(tables["edited"], tables["unedited"], key)

@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from editrisk.editors.base import Editor
@@ -59,8 +59,23 @@ class LanguageEditSet(Section):
     n: int | None = Field(None, ge=1, description="default: data.n_edits")
 
 
+Convention = Literal["prob_compare", "prob_margin", "token_acc", "gen_match"]
+QuestionKind = Literal["portability", "reverse", "subject_other"]
+
+
 class LanguageEvaluation(Section):
     batch_size: int = Field(32, ge=1)
+    conventions: list[Convention] = Field(
+        default_factory=lambda: ["prob_compare", "prob_margin", "token_acc"],
+        min_length=1,
+        description="edit-metric conventions: the teacher-forced three (one scoring pass) "
+        "and/or gen_match (greedy generation from every prompt)",
+    )
+    gen_match_tokens: int = Field(16, ge=1, description="gen_match: new tokens per prompt")
+    questions: list[QuestionKind] = Field(
+        default_factory=lambda: ["portability", "reverse", "subject_other"],
+        description="question kinds of the requests to measure (a request without one: None)",
+    )
     request_rows: bool = Field(
         True,
         description="one row per request besides the summary (with its prompt, targets, "
@@ -69,6 +84,13 @@ class LanguageEvaluation(Section):
     perplexity_sentences: int = Field(48, ge=0)
     shifts: list[str] = Field(default_factory=list)
     shift_severities: list[int] = Field(default_factory=lambda: [1, 3])
+
+    @field_validator("conventions", "questions")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"has duplicates: {v}")
+        return v
 
 
 @register_family
@@ -130,7 +152,8 @@ class LanguageFamily(Family):
 
         for layer in getattr(editor.hparams, "layers", ()) or ():
             self.check_layer(layer)
-        d, reserve = self.data, editor.tokens_before_prompt()
+        gen = self.ev.gen_match_tokens if "gen_match" in self.ev.conventions else 0
+        d, reserve = self.data, max(editor.tokens_before_prompt(), gen)
         sets = [(d.path or f"edit set {n!r}", reqs) for n, reqs in self.sets.items()]
         for where, reqs in (*sets, (d.heldout_path or "held-out facts", self.heldout)):
             check_fits(self.h.tokenizer, self.h.context_length, reqs, reserve=reserve,
@@ -143,6 +166,8 @@ class LanguageFamily(Family):
 
     def evaluate(self, what: str, requests: Sequence[EditRequest]) -> list[Row]:
         from editrisk.evaluation.metrics import (
+            TEACHER_FORCED,
+            edit_generations,
             edit_metrics,
             edit_scores,
             request_detail,
@@ -151,11 +176,19 @@ class LanguageFamily(Family):
 
         if what == "general":
             return self._general()
-        scores = edit_scores(self.h, requests, self.ev.batch_size)
-        per_request = edit_metrics(self.h, requests, self.ev.batch_size, scores)
+        ev, scores, gens = self.ev, None, None
+        if any(c in TEACHER_FORCED for c in ev.conventions):
+            scores = edit_scores(self.h, requests, ev.batch_size)
+        if "gen_match" in ev.conventions:
+            gens = edit_generations(self.h, requests, ev.gen_match_tokens, ev.batch_size)
+        per_request = edit_metrics(
+            self.h, requests, ev.batch_size, scores, ev.conventions, gens, ev.questions
+        )
         rows: list[Row] = [{"kind": "summary", "n": len(requests), **summarize(per_request)}]
-        if self.ev.request_rows:
-            detail = request_detail(self.h, requests, self.ev.batch_size, scores=scores)
+        if ev.request_rows:
+            detail = request_detail(
+                self.h, requests, ev.batch_size, scores=scores, generations=gens
+            )
             rows += [
                 {"kind": "request", "request": r.id, **m, **d}
                 for r, m, d in zip(requests, per_request, detail)

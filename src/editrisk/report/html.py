@@ -289,6 +289,8 @@ CONVENTIONS = {
     "beats every alternative",
     "prob_margin": "wanted minus unwanted per-token probability (ROME/MEMIT 'magnitude')",
     "token_acc": "teacher-forced accuracy of the wanted answer's tokens (EasyEdit)",
+    "gen_match": "1 when the greedy generation's first sentence states the wanted answer and "
+    "not the unwanted one (normalised word match), averaged",
     "top1": "share of images whose top-1 class is the wanted one",
     "per_token": "exp of the mean token log-prob of a target after the prompt",
     "perplexity": "token-level perplexity of plain sentences, each chunk's first word as context",
