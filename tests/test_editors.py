@@ -38,12 +38,15 @@ FAST = dict(
     stop_loss=0.01,
     mom2_weight=1.0,
 )
+ROME_FAST = {k: v for k, v in FAST.items() if k != "mom2_weight"}
 EDITORS = {
-    "rome": dict({k: v for k, v in FAST.items() if k != "mom2_weight"}, layers=(1,)),
+    "rome": dict(ROME_FAST, layers=(1,)),
     "memit": dict(FAST, layers=(1,)),
     "d4s": dict(FAST, layers=(1,)),
     "alphaedit": dict(FAST, layers=(1, 2), null_space_threshold=0.9, l2=0.01),
     "ft": dict(layers=(1, 2), steps=20, lr=0.05, norm_constraint=0.0),
+    "rect": dict(base="memit", layers=(1,), base_hparams=FAST, keep_fraction=0.2),
+    "prune": dict(base="rome", layers=(1,), base_hparams=ROME_FAST),
 }
 # Single-token targets: a random tiny model can be pushed far on one token, not on a phrase.
 REQS = [

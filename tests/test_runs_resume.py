@@ -69,14 +69,26 @@ def _close(a: object, b: object) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch, workers) -> None:
+# Editors that post-process a base editor's update, PRUNE with memory across steps.
+MEMIT_FAST = {k: v for k, v in FAST.items() if k != "layers"}
+WRAPPED = [
+    {"name": "prune", "hparams": {"base": "memit", "layers": [1], "base_hparams": MEMIT_FAST}},
+    {"name": "rect", "hparams": {"base": "ft", "layers": [1], "base_hparams": {"steps": 4}}},
+]
+
+
+@pytest.mark.parametrize(
+    ("workers", "methods"),
+    [(1, CONFIG["methods"]), (2, CONFIG["methods"]), (1, WRAPPED)],
+    ids=["1", "2", "prune+rect"],
+)
+def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch, workers, methods) -> None:
     """With `workers` 2 both methods run at once in forked processes: killing the parent
     kills them too, and the resumed run still ends with the rows of an uninterrupted one."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("EDITRISK_CACHE", str(cache))
     cfg_path = tmp_path / "run.yaml"
-    cfg_path.write_text(yaml.safe_dump(CONFIG))
+    cfg_path.write_text(yaml.safe_dump({**CONFIG, "methods": methods}))
     cfg = load_config(cfg_path)
     whole = tmp_path / "whole"
     run_study(cfg, whole)  # uninterrupted, in this process (also fills the shared caches)
