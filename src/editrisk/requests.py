@@ -58,9 +58,9 @@ class EditRequest:
     generation_prompts: tuple[str, ...] = ()
     id: str = ""
     relation: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     questions: tuple[Question, ...] = ()
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -92,7 +92,9 @@ def mqd_cmd(
 @cli_errors
 def eval_cmd(
     model: str = typer.Argument(..., help="model name, folder, .gguf file or hub id"),
-    requests: Path = typer.Option(..., "--requests", help="edit requests (JSONL/CounterFact/zsRE)"),
+    requests: Path = typer.Option(
+        ..., "--requests", help="edit requests (JSONL/CounterFact/zsRE/MQuAKE/RippleEdits)"
+    ),
     delta: Path | None = typer.Option(None, "--delta", help="saved Delta to apply first"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/eval-<time>"),
     limit: int = typer.Option(0, min=0, help="evaluate only the first N requests"),

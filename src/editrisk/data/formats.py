@@ -1,4 +1,5 @@
-"""Pick a request loader by file content: editrisk JSONL, CounterFact or zsRE."""
+"""Pick a request loader by file content: editrisk JSONL, CounterFact, zsRE, MQuAKE or
+RippleEdits."""
 
 from __future__ import annotations
 
@@ -7,20 +8,27 @@ from pathlib import Path
 from editrisk.data._records import iter_records
 from editrisk.data.counterfact import load_counterfact
 from editrisk.data.jsonl import read_jsonl
+from editrisk.data.mquake import load_mquake
+from editrisk.data.rippleedits import load_rippleedits
 from editrisk.data.zsre import load_zsre
 from editrisk.errors import InputError
 from editrisk.requests import EditRequest
 
-FORMATS = ("editrisk", "counterfact", "zsre")
+FORMATS = ("editrisk", "counterfact", "zsre", "mquake", "rippleedits")
 
 
 def detect_format(path: str | Path) -> str:
-    """'counterfact' (has requested_rewrite), 'zsre' (has src and alt) or 'editrisk'."""
+    """'mquake' (a list of requested_rewrite), 'counterfact' (one requested_rewrite),
+    'rippleedits' (has edit), 'zsre' (has src and alt) or 'editrisk'."""
     for i, first in iter_records(path):
         if not isinstance(first, dict):
             raise InputError("expected a JSON object", file=str(path), record=i)
+        if isinstance(first.get("requested_rewrite"), list):
+            return "mquake"
         if "requested_rewrite" in first:
             return "counterfact"
+        if "edit" in first:
+            return "rippleedits"
         if "src" in first and "alt" in first:
             return "zsre"
         return "editrisk"
@@ -36,6 +44,10 @@ def load_requests(
         return load_counterfact(path, limit)
     if fmt == "zsre":
         return load_zsre(path, limit)
+    if fmt == "mquake":
+        return load_mquake(path, limit)
+    if fmt == "rippleedits":
+        return load_rippleedits(path, limit)
     if fmt == "editrisk":
         reqs = read_jsonl(path)
         return reqs[:limit] if limit is not None else reqs
