@@ -112,3 +112,101 @@ def test_prune_state_round_trip_and_reset(tiny) -> None:
     assert clone.n_steps == 0 and not clone.total and not clone.sigma_max
     with pytest.raises(EditriskError, match="not a PRUNE state"):
         clone.load_state_dict({"n_steps": torch.tensor(1), "bogus": torch.zeros(1)})
+
+
+def _query(h, text: str, layer: int = 1) -> torch.Tensor:
+    """The MLP output projection's input at every position of `text`."""
+    from editrisk.hooks import Trace
+    from editrisk.tokens import prompt_ids
+
+    m = h.arch.name("mlp_out", layer)
+    with Trace(h.model, [m], retain_input=True) as tr:
+        h.model(input_ids=torch.tensor([prompt_ids(h.tokenizer, text)]))
+    return tr[m].input[0].float()
+
+
+def _logits(h, text: str) -> torch.Tensor:
+    from editrisk.tokens import prompt_ids
+
+    with torch.no_grad():
+        return h.model(input_ids=torch.tensor([prompt_ids(h.tokenizer, text)])).logits[0]
+
+
+UNRELATED = ["Bananas grow on tall plants in warm places", "My dog likes to run"]
+PARAPHRASE = "The capital of France, is"
+
+
+def test_grace_defers_outside_its_radius_and_answers_inside(tiny) -> None:
+    """Inputs whose every position is outside the deferral radius give bitwise the unedited
+    logits; a paraphrase whose last position is inside it gives the new answer."""
+    from editrisk.tokens import target_ids
+
+    req = REQS[0]
+    key = _query(tiny, req.rendered)[-1]
+    d_para = float((_query(tiny, PARAPHRASE)[-1] - key).norm())
+    d_far = min(float((_query(tiny, t) - key).norm(dim=1).min()) for t in UNRELATED)
+    assert d_para < d_far, "fixture: the paraphrase must be nearer the key than other text"
+    ed = get_editor("grace", layers=(1,), radius=(d_para + d_far) / 2, lr=0.5)
+    before = {t: _logits(tiny, t) for t in [*UNRELATED, PARAPHRASE, req.rendered]}
+    delta = ed.edit(tiny, [req])
+    assert delta.names == [] and list(delta.codebooks) == [tiny.arch.name("mlp_out", 1)]
+    new = target_ids(tiny.tokenizer, req.target_new)[0]
+    with delta.applied(tiny.model):
+        for t in UNRELATED:
+            assert torch.equal(_logits(tiny, t), before[t])
+        for t in (req.rendered, PARAPHRASE):
+            after = _logits(tiny, t)[-1]
+            assert int(after.argmax()) == new != int(before[t][-1].argmax())
+    for t, logits in before.items():  # reverted: every output as before
+        assert torch.equal(_logits(tiny, t), logits)
+
+
+def test_grace_codebook_adds_expands_and_splits() -> None:
+    ed = get_editor("grace", radius=1.0)
+    v = torch.zeros(3)
+    e0 = ed._insert(torch.tensor([0.0, 0.0]), v, label=7)
+    far = ed._insert(torch.tensor([10.0, 0.0]), v, label=7)  # beyond 1 + 1: a new entry
+    near = ed._insert(torch.tensor([1.5, 0.0]), v, label=7)  # same label within 1 + 1: expand
+    assert (e0, far, near) == ({0}, {1}, {0}) and ed.book["radii"].tolist() == [1.5, 1.0]
+    split = ed._insert(torch.tensor([10.0, 1.6]), v, label=3)  # other label within reach
+    assert split == {1, 2} and ed.book["radii"].tolist() == pytest.approx([1.5, 0.8, 0.8])
+    assert ed.book["ids"].tolist() == [0, 1, 2] and ed.book["labels"].tolist() == [7, 7, 3]
+
+
+def test_grace_delta_life(tiny, tmp_path) -> None:
+    """A codebook edit lives like a weight edit: saved and loaded (safetensors, metadata),
+    refused when not finite, scaled (alpha 0: bitwise unedited), composed across sequential
+    steps into the editor's codebook; the editor's state round-trips."""
+    from editrisk.delta import Codebook, Delta
+
+    ed = get_editor("grace", layers=(1,), radius=0.5, steps=5)
+    first = ed.edit(tiny, REQS[:1])
+    with first.applied(tiny.model):
+        second = ed.edit(tiny, REQS[1:])
+    total = first + second
+    (name,) = total.codebooks
+    book = total.codebooks[name]
+    assert sorted(book.ids.tolist()) == ed.book["ids"].tolist() == [0, 1]
+    path = total.save(tmp_path / "grace.safetensors")
+    loaded = Delta.load(path)
+    assert loaded.metadata == total.metadata and loaded.layers == [1]
+    for a, b in zip(loaded.codebooks[name].tensors(), book.tensors()):
+        assert torch.equal(a, b)
+    base = _logits(tiny, REQS[0].rendered)
+    with loaded.applied(tiny.model):
+        edited = _logits(tiny, REQS[0].rendered)
+    with total.applied(tiny.model):
+        torch.testing.assert_close(_logits(tiny, REQS[0].rendered), edited)
+    assert not torch.equal(edited, base)
+    with total.scale(0.0).applied(tiny.model):
+        assert torch.equal(_logits(tiny, REQS[0].rendered), base)
+    with total.restrict(layers=[2]).applied(tiny.model):  # no codebook at layer 2
+        assert torch.equal(_logits(tiny, REQS[0].rendered), base)
+    bad = Codebook(book.keys, book.values * torch.nan, book.radii, book.ids)
+    with pytest.raises(EditriskError, match="NaN"):
+        Delta({}, {}, {name: bad}).apply(tiny.model)
+    clone = get_editor("grace", layers=(1,), radius=0.5, steps=5)
+    clone.load_state_dict(ed.state_dict())
+    assert all(torch.equal(clone.state_dict()[k], v) for k, v in ed.state_dict().items())
+    with pytest.raises(EditriskError, match="not a GRACE state"):
+        clone.load_state_dict({"book.keys": book.keys})

@@ -69,18 +69,20 @@ def _close(a: object, b: object) -> bool:
     return a == b
 
 
-# Editors that post-process a base editor's update, PRUNE with memory across steps.
+# Editors against the decline: PRUNE (memory across steps) and RECT post-process a base
+# editor's update; GRACE's edits are codebooks, composed across steps and checkpointed.
 MEMIT_FAST = {k: v for k, v in FAST.items() if k != "layers"}
-WRAPPED = [
+LIFELONG = [
     {"name": "prune", "hparams": {"base": "memit", "layers": [1], "base_hparams": MEMIT_FAST}},
     {"name": "rect", "hparams": {"base": "ft", "layers": [1], "base_hparams": {"steps": 4}}},
+    {"name": "grace", "hparams": {"layers": [1], "steps": 8}},
 ]
 
 
 @pytest.mark.parametrize(
     ("workers", "methods"),
-    [(1, CONFIG["methods"]), (2, CONFIG["methods"]), (1, WRAPPED)],
-    ids=["1", "2", "prune+rect"],
+    [(1, CONFIG["methods"]), (2, CONFIG["methods"]), (1, LIFELONG)],
+    ids=["1", "2", "lifelong"],
 )
 def test_killed_run_resumes_to_identical_rows(tmp_path, monkeypatch, workers, methods) -> None:
     """With `workers` 2 both methods run at once in forked processes: killing the parent

@@ -1,4 +1,5 @@
-"""Delta: an edit as a value (parameter name -> dense update or low-rank factors).
+"""Delta: an edit as a value (parameter name -> dense update or low-rank factors; module
+name -> codebook, for editors that insert a lookup instead of changing a weight: GRACE).
 
 Computed without touching the model, then applied, reverted (bitwise), scaled, restricted,
 added and saved. 1-LI is `delta.restrict(layers=[l]).scale(alpha)`.
@@ -55,6 +56,64 @@ class LowRank:
 Update = torch.Tensor | LowRank
 
 
+@dataclass(frozen=True)
+class Codebook:
+    """A key-value adaptor at one module (GRACE): where the module's input at a position lies
+    within `radii[i]` of `keys[i]` (the nearest such key), its output there is replaced by
+    `values[i]`, moved by `scale` from the unedited output (1-LI: scale alpha); everywhere
+    else the output is untouched, bitwise. `ids` name the entries: adding codebooks keeps the
+    later of two entries with one id (an editor that moves an entry's radius re-issues it)."""
+
+    keys: torch.Tensor  # (n, in)
+    values: torch.Tensor  # (n, out)
+    radii: torch.Tensor  # (n,)
+    ids: torch.Tensor  # (n,) int64
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        n = self.keys.shape[0]
+        if not (
+            self.keys.ndim == 2 and self.values.ndim == 2 and self.values.shape[0] == n
+            and tuple(self.radii.shape) == (n,) and tuple(self.ids.shape) == (n,)
+        ):  # fmt: skip
+            raise ValueError(
+                f"a codebook needs keys (n, in), values (n, out), radii (n,) and ids (n,); got "
+                f"{[tuple(t.shape) for t in (self.keys, self.values, self.radii, self.ids)]}"
+            )
+
+    def __len__(self) -> int:
+        return self.keys.shape[0]
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.keys, self.values, self.radii
+
+    def merge(self, later: Codebook) -> Codebook:
+        """The entries of both, `later`'s where an id is in both (one scale)."""
+        if self.scale != later.scale:
+            raise EditriskError("cannot add codebooks scaled differently")
+        mine = ~torch.isin(self.ids, later.ids.to(self.ids.device))
+        return Codebook(
+            *(torch.cat([a[mine], b.to(a.device)]) for a, b in
+              zip((self.keys, self.values, self.radii, self.ids),
+                  (later.keys, later.values, later.radii, later.ids))),
+            scale=self.scale,
+        )  # fmt: skip
+
+    def __call__(self, _module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        """Forward hook: the module's output with the codebook's replacements."""
+        x = args[0].reshape(-1, self.keys.shape[1])
+        dist = torch.cdist(x.float(), self.keys.to(x.device, torch.float32))
+        dist = torch.where(dist <= self.radii.to(dist), dist, torch.inf)
+        nearest, idx = dist.min(1) if len(self) else (dist.new_full((x.shape[0],), torch.inf), None)
+        hit = torch.isfinite(nearest)
+        if not bool(hit.any()):
+            return out
+        flat = out.reshape(-1, out.shape[-1]).clone()
+        value = self.values.to(flat.device, flat.dtype)[idx[hit]]
+        flat[hit] = value if self.scale == 1.0 else flat[hit] + self.scale * (value - flat[hit])
+        return flat.view_as(out)
+
+
 def _dense(u: Update) -> torch.Tensor:
     return u.dense() if isinstance(u, LowRank) else u
 
@@ -69,11 +128,16 @@ class Delta:
     """Parameter name -> update, plus metadata (editor, hyperparameters, model fingerprint)."""
 
     def __init__(
-        self, updates: dict[str, Update] | None = None, metadata: dict[str, Any] | None = None
+        self,
+        updates: dict[str, Update] | None = None,
+        metadata: dict[str, Any] | None = None,
+        codebooks: dict[str, Codebook] | None = None,
     ) -> None:
         self.updates: dict[str, Update] = dict(updates or {})
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self.codebooks: dict[str, Codebook] = dict(codebooks or {})
         self._backups: dict[int, dict[str, torch.Tensor]] = {}
+        self._hooks: dict[int, list[Any]] = {}
 
     # -- inspection ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -81,11 +145,11 @@ class Delta:
             f"{n}: {'lowrank r=' + str(u.rank) if isinstance(u, LowRank) else 'dense'}"
             f" {tuple(u.shape)}"
             for n, u in self.updates.items()
-        ]
+        ] + [f"{n}: codebook n={len(c)}" for n, c in self.codebooks.items()]
         return f"Delta({', '.join(parts)})"
 
     def __len__(self) -> int:
-        return len(self.updates)
+        return len(self.updates) + len(self.codebooks)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.updates)
@@ -103,11 +167,13 @@ class Delta:
 
     @property
     def layers(self) -> list[int]:
-        return sorted({ly for n in self.updates if (ly := self.layer(n)) is not None})
+        edited = [*self.updates, *self.codebooks]
+        return sorted({ly for n in edited if (ly := self.layer(n)) is not None})
 
     def with_layers(self, layer_index: Callable[[str], int | None]) -> Delta:
-        """This delta, its parameters labelled with the layer index `layer_index` gives."""
-        table = {n: layer_index(n) for n in self.updates}
+        """This delta, its parameters and codebooks labelled with the layer index
+        `layer_index` gives."""
+        table = {n: layer_index(n) for n in [*self.updates, *self.codebooks]}
         return self._derive(dict(self.updates), layers=table)
 
     def dense(self, name: str) -> torch.Tensor:
@@ -118,18 +184,26 @@ class Delta:
             torch.isfinite(t).all()
             for u in self.updates.values()
             for t in ((u.left, u.right) if isinstance(u, LowRank) else (u,))
-        )
+        ) and all(torch.isfinite(t).all() for c in self.codebooks.values() for t in c.tensors())
 
     # -- pure transformations -----------------------------------------------------------------
-    def _derive(self, updates: dict[str, Update], **meta: Any) -> Delta:
-        return Delta(updates, {**self.metadata, **meta})
+    def _derive(
+        self, updates: dict[str, Update], codebooks: dict[str, Codebook] | None = None, **meta: Any
+    ) -> Delta:
+        books = self.codebooks if codebooks is None else codebooks
+        return Delta(updates, {**self.metadata, **meta}, books)
 
     def scale(self, alpha: float) -> Delta:
-        """alpha * delta (for low-rank updates only the left factor is scaled)."""
+        """alpha * delta (for low-rank updates only the left factor is scaled; a codebook's
+        replacements move alpha of the way from the unedited outputs to its values)."""
         return self._derive(
             {
                 n: LowRank(u.left * alpha, u.right) if isinstance(u, LowRank) else u * alpha
                 for n, u in self.updates.items()
+            },
+            {
+                n: Codebook(c.keys, c.values, c.radii, c.ids, c.scale * float(alpha))
+                for n, c in self.codebooks.items()
             },
             scale=float(alpha) * float(self.metadata.get("scale", 1.0)),
         )
@@ -137,8 +211,8 @@ class Delta:
     def restrict(
         self, params: Iterable[str] | None = None, layers: Iterable[int] | None = None
     ) -> Delta:
-        """Keep only the named parameters and/or the parameters of the given layers."""
-        keep = set(self.updates)
+        """Keep only the named parameters (or codebooks) and/or those of the given layers."""
+        keep = set(self.updates) | set(self.codebooks)
         if params is not None:
             wanted = set(params)
             missing = wanted - keep
@@ -149,7 +223,9 @@ class Delta:
             wanted_layers = set(layers)
             keep = {n for n in keep if self.layer(n) in wanted_layers}
         return self._derive(
-            {n: u for n, u in self.updates.items() if n in keep}, restricted_to=sorted(keep)
+            {n: u for n, u in self.updates.items() if n in keep},
+            {n: c for n, c in self.codebooks.items() if n in keep},
+            restricted_to=sorted(keep),
         )
 
     def __add__(self, other: Delta) -> Delta:
@@ -162,13 +238,16 @@ class Delta:
                 out[n] = LowRank(torch.cat([a.left, b.left], 1), torch.cat([a.right, b.right], 1))
             else:
                 out[n] = _dense(out[n]) + _dense(u)
+        books = dict(self.codebooks)
+        for n, c in other.codebooks.items():
+            books[n] = books[n].merge(c) if n in books else c
         meta: dict[str, Any] = {
             "composed_of": [self.metadata.get("editor"), other.metadata.get("editor")]
         }
         layers = {**(self.metadata.get("layers") or {}), **(other.metadata.get("layers") or {})}
         if layers:
             meta["layers"] = layers
-        return Delta(out, meta)
+        return Delta(out, meta, books)
 
     def to_dense(self) -> Delta:
         return self._derive({n: _dense(u) for n, u in self.updates.items()})
@@ -184,6 +263,10 @@ class Delta:
                     f"delta for '{n}' has shape {tuple(u.shape)}, parameter has "
                     f"{tuple(params[n].shape)}"
                 )
+        modules = dict(model.named_modules())
+        for n in self.codebooks:
+            if n not in modules:
+                raise EditriskError(f"delta has a codebook at '{n}', which the model does not have")
         if not self.is_finite():
             raise EditriskError("delta contains NaN or inf; refusing to apply it")
         return params
@@ -203,6 +286,9 @@ class Delta:
             self._backups[id(model)] = {n: params[n].detach().clone() for n in self.updates}
         for n, w in new.items():
             params[n].copy_(w)
+        self._hooks.setdefault(id(model), []).extend(
+            model.get_submodule(n).register_forward_hook(c) for n, c in self.codebooks.items()
+        )
         return model
 
     def _edited(self, params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
@@ -221,7 +307,10 @@ class Delta:
 
     @torch.no_grad()
     def revert(self, model: nn.Module) -> nn.Module:
-        """Undo `apply`: restore backed-up weights exactly, else subtract the update."""
+        """Undo `apply`: restore backed-up weights exactly, else subtract the update;
+        remove the codebooks' hooks."""
+        for handle in self._hooks.pop(id(model), []):
+            handle.remove()
         params = dict(model.named_parameters())
         saved = self._backups.pop(id(model), None)
         for n, u in self.updates.items():
@@ -280,6 +369,10 @@ class Delta:
                 tensors[f"lowrank_right::{n}"] = u.right.detach().cpu().contiguous()
             else:
                 tensors[f"dense::{n}"] = u.detach().cpu().contiguous()
+        for n, c in self.codebooks.items():
+            parts = (*c.tensors(), c.ids, torch.tensor(c.scale, dtype=torch.float64))
+            for part, t in zip(_BOOK_PARTS, parts):
+                tensors[f"codebook_{part}::{n}"] = t.detach().cpu().contiguous()
         meta = {
             "format": "editrisk.delta/1",
             "metadata": json.dumps(self.metadata, sort_keys=True, default=str),
@@ -335,7 +428,8 @@ class Delta:
         if not isinstance(metadata.get("model_fingerprint", ""), (str, type(None))):
             raise InputError("expected a string", file=str(path),
                              field="metadata.model_fingerprint")  # fmt: skip
-        return cls(_updates(raw, str(path)), metadata)
+        books = _codebooks(raw, str(path))  # takes the codebook tensors out of `raw`
+        return cls(_updates(raw, str(path)), metadata, books)
 
     @torch.no_grad()
     def check_applies(self, model: nn.Module, fingerprint: str, source: str) -> None:
@@ -356,6 +450,30 @@ class Delta:
 
 
 _KINDS = ("dense", "lowrank_left", "lowrank_right")
+_BOOK_PARTS = ("keys", "values", "radii", "ids", "scale")
+
+
+def _codebooks(raw: dict[str, torch.Tensor], file: str) -> dict[str, Codebook]:
+    """The codebooks of a delta file (keys `codebook_<part>::module`), removed from `raw`."""
+    names = {k.partition("::")[2] for k in raw if k.startswith("codebook_")}
+    books = {}
+    for name in sorted(names):
+        parts = {p: raw.pop(f"codebook_{p}::{name}", None) for p in _BOOK_PARTS}
+        missing = [p for p, t in parts.items() if t is None]
+        if missing:
+            raise InputError(f"codebook without its {missing}", file=file,
+                             field=f"codebook_*::{name}")  # fmt: skip
+        if parts["ids"].dtype != torch.int64 or not all(
+            parts[p].is_floating_point() for p in _BOOK_PARTS if p != "ids"
+        ):
+            raise InputError("codebook ids must be int64, its other parts floating point",
+                             file=file, field=f"codebook_*::{name}")  # fmt: skip
+        try:
+            books[name] = Codebook(parts["keys"], parts["values"], parts["radii"], parts["ids"],
+                                   float(parts["scale"]))  # fmt: skip
+        except (ValueError, RuntimeError) as err:
+            raise InputError(str(err), file=file, field=f"codebook_*::{name}") from None
+    return books
 
 
 def _updates(raw: dict[str, torch.Tensor], file: str) -> dict[str, Update]:

@@ -170,7 +170,8 @@ class JobRunner:
         t0 = time.perf_counter()
         delta = self.fam.edit(self.editor, step.requests)
         seconds = time.perf_counter() - t0
-        delta = Delta({n: delta.dense(n).detach().float() for n in delta.names}, delta.metadata)
+        dense = {n: delta.dense(n).detach().float() for n in delta.names}
+        delta = Delta(dense, delta.metadata, delta.codebooks)
         new = accumulate(cum, delta) if self.protocol.accumulates else delta
         rows: list[Row] = []
         meta = {**base, "schedule": "immediate", "path": None, "alpha": None}
@@ -226,12 +227,14 @@ class JobRunner:
 
 
 def accumulate(cum: Delta, step: Delta) -> Delta:
-    """The cumulative edit after `step`: dense float32 sums, the layer labels of both."""
+    """The cumulative edit after `step`: dense float32 sums, codebooks merged (`Delta` +),
+    the layer labels of both."""
     total = dict(cum.updates)
     for n in step.names:
         total[n] = cum.dense(n) + step.dense(n) if n in total else step.dense(n)
+    books = (Delta(codebooks=cum.codebooks) + Delta(codebooks=step.codebooks)).codebooks
     layers = {**(cum.metadata.get("layers") or {}), **(step.metadata.get("layers") or {})}
-    return Delta(total, {"kind": "cumulative", "layers": layers})
+    return Delta(total, {"kind": "cumulative", "layers": layers}, books)
 
 
 def run_job(
