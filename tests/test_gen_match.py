@@ -67,6 +67,25 @@ def test_batched_generation_equals_one_prompt_at_a_time(tiny) -> None:
     assert batched == [tiny.generate(p, 6) for p in prompts]
 
 
+def test_generation_stops_after_the_first_sentence_without_changing_it(tiny) -> None:
+    prompts = ["The capital of France is", "Peru is in", "Oslo", "A. B. C."]
+    full = greedy_continuations(tiny, prompts, 12, batch_size=4)
+    short = greedy_continuations(tiny, prompts, 12, batch_size=4, until_sentence_end=True)
+    for a, b in zip(full, short):
+        assert a.startswith(b) and first_sentence(a) == first_sentence(b)
+
+
+@pytest.mark.slow
+def test_real_model_generation_stops_early_with_the_same_verdicts(smollm) -> None:
+    prompts = ["The capital of France is", "Tokyo is the capital of", "The currency of Japan is"]
+    full = greedy_continuations(smollm, prompts, 16)
+    short = greedy_continuations(smollm, prompts, 16, until_sentence_end=True)
+    assert any(len(b) < len(a) for a, b in zip(full, short))
+    for a, b in zip(full, short):
+        assert a.startswith(b) and first_sentence(a) == first_sentence(b)
+    assert gen_match(short[0], "Paris", "Rome")
+
+
 def _single_token_word(h) -> tuple[int, str]:
     """A vocabulary entry that is one whole word after a space (byte-level BPE's 'Ġ')."""
     for piece, i in sorted(h.tokenizer.get_vocab().items(), key=lambda kv: kv[1]):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from editrisk.evaluation.metrics import (
+    CONVENTIONS,
+    edit_generations,
     edit_metrics,
     edit_scores,
+    gen_match,
     generation_metrics,
     ngram_entropy,
     request_detail,
@@ -18,7 +22,7 @@ from editrisk.evaluation.metrics import (
     tfidf_similarity,
 )
 from editrisk.evaluation.scoring import score_targets
-from editrisk.requests import EditRequest, Neighbour
+from editrisk.requests import EditRequest, Neighbour, Question
 from editrisk.tokens import target_ids
 
 REQ = EditRequest(
@@ -68,6 +72,33 @@ def test_edit_metrics_match_hand_computation(tiny) -> None:
     assert row["specificity.prob_compare"] == float(keep[0] > moved[0])
     assert row["specificity.prob_margin"] == pytest.approx(keep[0] - moved[0], abs=1e-5)
     assert row["specificity.token_acc"] == pytest.approx(keep[1])
+
+
+def test_questions_are_scored_in_every_convention(tiny) -> None:
+    """Each question kind compares its target with its unwanted answer like the edit metrics
+    do; a question without an unwanted answer has token_acc and gen_match only; kinds not
+    selected are neither scored nor reported."""
+    qs = (
+        Question("portability", "The currency of the country whose capital is Rome is the",
+                 "euro", "franc"),
+        Question("portability", "Rome lies in", "Europe"),
+        Question("reverse", "Rome is the capital of", "France", "Italy"),
+        Question("subject_other", "France is a country in", "Europe", "Asia"),
+    )  # fmt: skip
+    req = dataclasses.replace(REQ, questions=qs)
+    gens = edit_generations(tiny, [req], max_new_tokens=4)
+    (row,) = edit_metrics(tiny, [req], conventions=CONVENTIONS, generations=gens)
+    for kind, items in (("portability", qs[:2]), ("reverse", qs[2:3]), ("subject_other", qs[3:])):
+        wanted = [hand(tiny, q.prompt, q.target) for q in items]
+        unwanted = [hand(tiny, q.prompt, q.unwanted) for q in items if q.unwanted]
+        assert row[f"{kind}.prob_compare"] == float(wanted[0][0] > unwanted[0][0])
+        assert row[f"{kind}.prob_margin"] == pytest.approx(wanted[0][0] - unwanted[0][0], abs=1e-5)
+        assert row[f"{kind}.token_acc"] == pytest.approx(sum(w[1] for w in wanted) / len(items))
+        said = [gen_match(gens[q.prompt], q.target, q.unwanted) for q in items]
+        assert row[f"{kind}.gen_match"] == sum(said) / len(items)
+    (only,) = edit_metrics(tiny, [req], questions=["reverse"])
+    assert "portability.token_acc" not in only and "reverse.prob_compare" in only
+    assert not any(k.startswith(("portability", "subject_other")) for k in only)
 
 
 def test_missing_parts_give_none_not_zero(tiny) -> None:

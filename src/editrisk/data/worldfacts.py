@@ -5,6 +5,15 @@ country. Each fact gets paraphrase templates, a counterfactual `target_new` draw
 the same relation's objects, neighbourhood prompts (other subjects of the relation, those with
 the same true object first, as CounterFact does) and generation prompts.
 
+Each request also carries questions about the edit's consequences, from the same data
+(`questions_for`): the relations chain city -> country -> capital / continent / language /
+currency, so an edit's one-hop consequences are known (`portability`: a city's country moved,
+so the capital of "the country where <city> is located" moved with it; a country's currency
+changed, so did that of the country where its cities lie; a capital moved, so "the country
+whose capital is <new capital>" is now the subject), the capital relation is one-to-one
+(`reverse`: "<new capital> is the capital of" the subject), and a country's other attributes
+must stay (`subject_other`).
+
 `build_worldfacts(handle)` keeps only facts the model knows: P(true) beats every one of the
 relation's sampled alternatives on the main prompt (per-token probability, ROME's convention).
 The known set is cached on disk per model fingerprint, seed and builder version.
@@ -24,7 +33,7 @@ from editrisk.errors import EditriskError
 from editrisk.evaluation.scoring import score_targets
 from editrisk.files import atomic_write_text
 from editrisk.models import ModelHandle
-from editrisk.requests import EditRequest, Neighbour
+from editrisk.requests import EditRequest, Neighbour, Question
 from editrisk.settings import cache_dir
 
 BUILDER_VERSION = 1
@@ -85,6 +94,23 @@ REFERENCE_TEMPLATES: dict[str, str] = {
 }
 
 RELATIONS = tuple(TEMPLATES)
+COUNTRY_ATTRIBUTES = ("capital", "continent", "language", "currency")
+
+# One-hop questions through a city (its country's attribute) and through a capital (the
+# attribute of the country it is the capital of).
+VIA_CITY: dict[str, str] = {
+    "capital": "The capital of the country where {} is located is",
+    "continent": "The country where {} is located lies in",
+    "language": "The official language of the country where {} is located is",
+    "currency": "The currency of the country where {} is located is the",
+}
+VIA_CAPITAL: dict[str, str] = {
+    "continent": "The country whose capital is {} lies in",
+    "language": "The official language of the country whose capital is {} is",
+    "currency": "The currency of the country whose capital is {} is the",
+}
+REVERSE_CAPITAL = "{} is the capital of"
+N_VIA_CITIES = 2
 
 CONTINENTS = {
     "AF": "Africa",
@@ -314,8 +340,58 @@ def known_facts(
     return [f for f in facts if cached[f.key]]
 
 
+def questions_for(fact: Fact, target_new: str, seed: int = 0) -> tuple[Question, ...]:
+    """Questions about editing `fact` to `target_new`, answered by the packaged data: the
+    one-hop consequences (`portability`), the reverse of a capital edit (`reverse`) and the
+    country's other attributes (`subject_other`, against a seeded same-relation
+    alternative). A question whose wanted and unwanted answers coincide is left out."""
+    attr, country_of_capital, cities = _chain()
+    out: list[Question] = []
+
+    def ask(kind: str, template: str, about: str, wanted: str | None, unwanted: str | None) -> None:
+        if wanted and wanted != unwanted:
+            out.append(Question(kind, template.replace("{}", about), wanted, unwanted))
+
+    rel, subj, old = fact.relation, fact.subject, fact.object
+    if rel == "city_country":
+        for a, template in VIA_CITY.items():
+            ask("portability", template, subj, attr.get((a, target_new)), attr.get((a, old)))
+    elif rel == "capital":
+        other = country_of_capital.get(target_new, "")
+        for a, template in VIA_CAPITAL.items():
+            ask("portability", template, target_new, attr.get((a, subj)), attr.get((a, other)))
+        ask("reverse", REVERSE_CAPITAL, target_new, subj, other or None)
+    else:
+        for city in cities.get(subj, [])[:N_VIA_CITIES]:
+            ask("portability", VIA_CITY[rel], city, target_new, old)
+    if rel in COUNTRY_ATTRIBUTES:
+        alternatives = _alternatives(seed)
+        for a in COUNTRY_ATTRIBUTES:
+            if a != rel and (a, subj) in attr and alternatives.get((a, subj)):
+                ask("subject_other", TEMPLATES[a][0], subj, attr[a, subj], alternatives[a, subj][0])
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _chain() -> tuple[dict[tuple[str, str], str], dict[str, str], dict[str, list[str]]]:
+    """(relation, subject) -> object; capital -> its country; country -> its cities."""
+    attr = {(rel, subj): obj for rel, subj, obj in _triples()}
+    capital_of = {obj: subj for rel, subj, obj in _triples() if rel == "capital"}
+    cities: dict[str, list[str]] = defaultdict(list)
+    for rel, subj, obj in _triples():
+        if rel == "city_country":
+            cities[obj].append(subj)
+    return attr, capital_of, dict(cities)
+
+
+@functools.lru_cache(maxsize=4)
+def _alternatives(seed: int) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {(f.relation, f.subject): f.alternatives for f in candidate_facts(seed)}
+
+
 def to_requests(facts: Sequence[Fact], seed: int = 0) -> list[EditRequest]:
-    """CounterFact-style requests: a seeded counterfactual target and neighbours from `facts`."""
+    """CounterFact-style requests: a seeded counterfactual target and neighbours from `facts`,
+    and questions about the edit's consequences (`questions_for`)."""
     by_rel: dict[str, list[Fact]] = defaultdict(list)
     by_obj: dict[str, list[Fact]] = defaultdict(list)
     for f in facts:
@@ -350,6 +426,7 @@ def to_requests(facts: Sequence[Fact], seed: int = 0) -> list[EditRequest]:
                 id=f"worldfacts/{f.key}",
                 relation=f.relation,
                 extra={"alternatives": list(f.alternatives), "reference": reference},
+                questions=questions_for(f, target_new, seed),
             )
         )
     return requests

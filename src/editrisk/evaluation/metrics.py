@@ -26,11 +26,13 @@ fitted on the evaluated texts, not on Wikipedia).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from editrisk.evaluation.scoring import TargetScore, score_targets
 from editrisk.models import ModelHandle
@@ -94,6 +96,17 @@ def edit_prompts(r: EditRequest) -> list[str]:
     return prompts + [q.prompt for q in r.questions]
 
 
+def keep_questions(requests: Sequence[EditRequest], kinds: Sequence[str]) -> list[EditRequest]:
+    """`requests` carrying only their questions of `kinds` (so no other question is scored or
+    generated from); unchanged requests are passed through as they are."""
+    return [
+        r
+        if all(q.kind in kinds for q in r.questions)
+        else dataclasses.replace(r, questions=tuple(q for q in r.questions if q.kind in kinds))
+        for r in requests
+    ]
+
+
 def edit_scores(
     h: ModelHandle, requests: Sequence[EditRequest], batch_size: int = 32
 ) -> dict[Pair, TargetScore]:
@@ -109,9 +122,10 @@ def edit_generations(
     batch_size: int = 32,
 ) -> dict[str, str]:
     """Greedy continuation of every prompt of `edit_prompts` over `requests`, in one batched
-    pass (prompt -> new text)."""
+    pass (prompt -> new text), each up to the end of its first sentence (all gen_match reads)."""
     prompts = list(dict.fromkeys(p for r in requests for p in edit_prompts(r)))
-    return dict(zip(prompts, greedy_continuations(h, prompts, max_new_tokens, batch_size)))
+    texts = greedy_continuations(h, prompts, max_new_tokens, batch_size, until_sentence_end=True)
+    return dict(zip(prompts, texts))
 
 
 def _gen_matches(
@@ -146,6 +160,7 @@ def edit_metrics(
     unknown = set(conventions) - set(CONVENTIONS)
     if unknown:
         raise ValueError(f"unknown convention(s) {sorted(unknown)}; choose from {CONVENTIONS}")
+    requests = keep_questions(requests, questions)
     tf = any(c in TEACHER_FORCED for c in conventions)
     if tf and scores is None:
         scores = edit_scores(h, requests, batch_size)
@@ -325,12 +340,30 @@ GENERATION_TOKENS = 8  # greedy tokens per edited prompt: a few words, cheap at 
 
 
 def greedy_continuations(
-    h: ModelHandle, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32
+    h: ModelHandle,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    until_sentence_end: bool = False,
 ) -> list[str]:
     """Greedy completions (new text only) of `prompts`: each distinct prompt once, batched in
     token-length order with left padding, reusing each step's keys and values (`generate`'s
-    cache), so a batch costs one prompt pass and one token per new step."""
+    cache), so a batch costs one prompt pass and one token per new step.
+
+    `until_sentence_end`: a row stops once its first sentence is over (its end and one more
+    character are out: `first_sentence` can no longer change), and a batch once all its rows
+    have; the text is then a prefix of the full completion with the same first sentence."""
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class SentenceOver(StoppingCriteria):
+        def __init__(self, start: int) -> None:
+            self.start = start
+
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            texts = tok.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
+            over = [len(t.lstrip()) > len(first_sentence(t)) + 1 for t in texts]
+            return torch.tensor(over, dtype=torch.bool, device=input_ids.device)
 
     tok, by_prompt = h.tokenizer, {}
     unique = list(dict.fromkeys(prompts))
@@ -342,6 +375,8 @@ def greedy_continuations(
             chunk = unique[i : i + batch_size]
             batch = tok(chunk, return_tensors="pt", padding=True)
             batch = {k: v.to(h.device) for k, v in batch.items()}
+            start = batch["input_ids"].shape[1]
+            stop = StoppingCriteriaList([SentenceOver(start)] if until_sentence_end else [])
             with torch.no_grad():
                 ids = h.model.generate(
                     **batch,
@@ -349,8 +384,9 @@ def greedy_continuations(
                     do_sample=False,
                     use_cache=True,
                     pad_token_id=tok.pad_token_id,
+                    stopping_criteria=stop,
                 )
-            new = ids[:, batch["input_ids"].shape[1] :]
+            new = ids[:, start:]
             by_prompt.update(zip(chunk, tok.batch_decode(new, skip_special_tokens=True)))
     finally:
         tok.padding_side = side

@@ -15,6 +15,7 @@ from editrisk.evaluation.metrics import (
     edit_generations,
     edit_metrics,
     generation_metrics,
+    keep_questions,
     summarize,
 )
 from editrisk.evaluation.shifts import PERTURBATIONS, relative_robustness, shift_table
@@ -52,7 +53,7 @@ def _measure(
     metrics: EditMetricSpec,
     out: EvalResult,
 ) -> list[dict[str, Any]]:
-    gens = None
+    gens, requests = None, keep_questions(requests, metrics.questions)
     if "gen_match" in metrics.conventions:
         gens = edit_generations(h, requests, metrics.gen_match_tokens, batch_size)
     rows = edit_metrics(h, requests, batch_size, None, metrics.conventions, gens, metrics.questions)

@@ -170,6 +170,7 @@ class LanguageFamily(Family):
             edit_generations,
             edit_metrics,
             edit_scores,
+            keep_questions,
             request_detail,
             summarize,
         )
@@ -177,6 +178,7 @@ class LanguageFamily(Family):
         if what == "general":
             return self._general()
         ev, scores, gens = self.ev, None, None
+        requests = keep_questions(requests, ev.questions)
         if any(c in TEACHER_FORCED for c in ev.conventions):
             scores = edit_scores(self.h, requests, ev.batch_size)
         if "gen_match" in ev.conventions:
