@@ -47,6 +47,7 @@ EDITORS = {
     "ft": dict(layers=(1, 2), steps=20, lr=0.05, norm_constraint=0.0),
     "rect": dict(base="memit", layers=(1,), base_hparams=FAST, keep_fraction=0.2),
     "prune": dict(base="rome", layers=(1,), base_hparams=ROME_FAST),
+    "encore": dict(FAST, layers=(1,), stop_on="argmax"),
 }
 # Single-token targets: a random tiny model can be pushed far on one token, not on a phrase.
 REQS = [

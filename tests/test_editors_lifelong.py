@@ -210,3 +210,91 @@ def test_grace_delta_life(tiny, tmp_path) -> None:
     assert all(torch.equal(clone.state_dict()[k], v) for k, v in ed.state_dict().items())
     with pytest.raises(EditriskError, match="not a GRACE state"):
         clone.load_state_dict({"book.keys": book.keys})
+
+
+def _all_most_probable(h, req, module: str, prefixes: list[str], delta: torch.Tensor) -> bool:
+    """Whether, with `delta` added to `module`'s output at each row's edit position, every
+    target token is the most probable one on every row."""
+    from editrisk.editing.prompts import edit_rows
+    from editrisk.hooks import Trace
+
+    for row in edit_rows(h.tokenizer, [req], prefixes, with_targets=True, token="prompt_last"):
+
+        def add(name: str, out: torch.Tensor, at: int = row.index) -> torch.Tensor:
+            out = out.clone()
+            out[0, at] += delta.to(out.dtype)
+            return out
+
+        with torch.no_grad(), Trace(h.model, [module], edit_output=add):
+            logits = h.model(input_ids=torch.tensor([row.ids])).logits[0]
+        if logits[list(row.predict_positions)].argmax(-1).tolist() != list(row.targets):
+            return False
+    return True
+
+
+def test_mpes_stops_at_the_first_most_probable_point(tiny) -> None:
+    """ENCORE's most-probable early stopping ends the target optimisation at the first step
+    where the target is the most probable continuation on every context prefix: earlier, and
+    with a smaller vector, than stopping on a small NLL. (The vector is added at the prompt's
+    last token of the last layer: the random tiny models barely carry a subject's vector to
+    the prediction.)"""
+    import dataclasses
+
+    from editrisk.editing.targets import TargetSettings, optimise_targets
+
+    req, prefixes = REQS[0], ["", "Hello there. "]
+    module = tiny.arch.layer_module(tiny.arch.n_layers - 1)
+    mpes = TargetSettings(steps=60, lr=0.5, weight_decay=0.0, kl_factor=0.0,
+                          clamp_norm_factor=50.0, stop_on="argmax")  # fmt: skip
+    got = optimise_targets(tiny, [req], module, prefixes, mpes, token="prompt_last")
+    k = got.steps_run[0]
+    assert 0 < k < 59 and _all_most_probable(tiny, req, module, prefixes, got.delta[0])
+    shorter = dataclasses.replace(mpes, steps=k)
+    before = optimise_targets(tiny, [req], module, prefixes, shorter, token="prompt_last")
+    assert not _all_most_probable(tiny, req, module, prefixes, before.delta[0])
+    nll = dataclasses.replace(mpes, stop_on="nll", stop_loss=0.01)
+    plain = optimise_targets(tiny, [req], module, prefixes, nll, token="prompt_last")
+    assert plain.steps_run[0] > k and plain.delta[0].norm() > got.delta[0].norm()
+
+
+def test_encore_solver_is_the_norm_constrained_least_squares() -> None:
+    from editrisk.editing.solvers import least_squares_update, norm_constrained_update
+
+    gen = torch.Generator().manual_seed(3)
+    d_in, d_out, n, lam, mu = 12, 5, 3, 0.7, 0.4
+    keys = torch.randn(d_in, n, generator=gen, dtype=torch.float64)
+    resid = torch.randn(d_out, n, generator=gen, dtype=torch.float64)
+    a = torch.randn(d_in, 50, generator=gen, dtype=torch.float64)
+    cov = a @ a.T / 50
+    got = norm_constrained_update(keys, resid, cov, lam, mu)
+    # min ||D K - R||^2 + lam tr(D C D^T) + mu ||D||^2 as one stacked least squares
+    chol = torch.linalg.cholesky(cov)
+    lhs = torch.cat([keys, lam**0.5 * chol, mu**0.5 * torch.eye(d_in, dtype=torch.float64)], 1)
+    rhs = torch.cat([resid, torch.zeros(d_out, 2 * d_in, dtype=torch.float64)], 1)
+    ref = torch.linalg.lstsq(lhs.T, rhs.T).solution.T
+    torch.testing.assert_close(got, ref)
+    assert got.norm() < least_squares_update(keys, resid, cov, lam).norm()
+
+
+def test_encore_smaller_update_than_memit_at_equal_efficacy(tiny) -> None:
+    """On the same requests, wherever both edits succeed (the new target more probable than
+    the true one), ENCORE's update has the smaller Frobenius norm."""
+    from editrisk.evaluation import score_targets
+
+    both = 0
+    for req in REQS:
+        norms, ok = {}, {}
+        for name in ("memit", "encore"):
+            hp = dict(FAST, layers=(1,), steps=50)
+            delta = get_editor(name, hp).edit(tiny, [req])
+            (param,) = delta.names
+            norms[name] = float(delta.dense(param).norm())
+            with delta.applied(tiny.model):
+                new, true = score_targets(
+                    tiny, [(req.rendered, req.target_new), (req.rendered, req.target_true)]
+                )
+            ok[name] = new.mean_logprob > true.mean_logprob
+        if ok["memit"] and ok["encore"]:
+            both += 1
+            assert norms["encore"] < norms["memit"], norms
+    assert both >= 1, "no request that both edit: the comparison would be empty"

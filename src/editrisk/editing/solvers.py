@@ -50,6 +50,17 @@ def least_squares_update(
     return ridge_solve(lam * cov.double() + k @ k.T, r @ k.T)
 
 
+def norm_constrained_update(
+    keys: torch.Tensor, resid: torch.Tensor, cov: torch.Tensor, lam: float, norm_lam: float
+) -> torch.Tensor:
+    """ENCORE: MEMIT's objective plus norm_lam ||Delta||_F^2, so
+    Delta = R K^T (lambda C + K K^T + norm_lam I)^-1: the update's Frobenius norm is held down
+    (the growth of the edited matrices under sequential editing is what degrades the model)."""
+    k, r = keys.double(), resid.double()
+    eye = torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+    return ridge_solve(lam * cov.double() + k @ k.T + norm_lam * eye, r @ k.T)
+
+
 def null_space_projector(cov: torch.Tensor, rel_threshold: float) -> torch.Tensor:
     """AlphaEdit's P: projector onto eigen-directions of C whose eigenvalue is below
     `rel_threshold` times the largest (the directions preserved knowledge barely uses)."""

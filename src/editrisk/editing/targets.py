@@ -7,7 +7,9 @@ The loss per request is ROME's: mean NLL of the new target over the context pref
 or, as ROME's and MEMIT's code have it, `weight_decay` * ||delta|| / ||init||^2 ("paper");
 delta's norm is clamped to `clamp_norm_factor` * ||init||. ||init|| is the norm of the output
 averaged over the request's rows. A request stops once its mean target NLL ("nll"), its
-whole loss ("loss", the papers' rule) or its worst row's NLL ("rows") is below `stop_loss`.
+whole loss ("loss", the papers' rule) or its worst row's NLL ("rows") is below `stop_loss`,
+or ("argmax", ENCORE's most-probable early stopping) once every target token is the most
+probable token on every row.
 
 Exact speed-up: in a causal model nothing before the edit position depends on delta, so the
 prefix of every row (up to, not including, the subject's last token) is run once into a KV
@@ -33,7 +35,7 @@ from editrisk.requests import EditRequest
 from editrisk.tokens import pack
 
 DECAYS = ("squared", "paper")
-STOP_RULES = ("nll", "loss", "rows")
+STOP_RULES = ("nll", "loss", "rows", "argmax")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class TargetSettings:
     stop_loss: float = 0.05
     kl_template: str = "{} is a"
     decay: str = "squared"  # "squared": ||delta||^2/||init||^2; "paper": ||delta||/||init||^2
-    stop_on: str = "nll"  # "nll": mean target NLL; "loss": the whole loss; "rows": every row
+    stop_on: str = "nll"  # "nll": mean target NLL; "loss": the whole loss; "rows": every row;
+    # "argmax": every target token the most probable on every row (`stop_loss` unused)
 
     def __post_init__(self) -> None:
         if self.decay not in DECAYS:
@@ -288,12 +291,16 @@ def optimise_targets(
             reached = nll_req.detach()
         elif s.stop_on == "loss":
             reached = loss_req.detach()
-        else:  # the worst row of each request
+        elif s.stop_on == "rows":  # the worst row of each request
             worst = torch.zeros(n, device=dev).scatter_reduce(
                 0, batch.request[:n_edit], row_nll.detach(), "amax", include_self=False
             )
             reached = torch.where(active, worst, nll_req.detach())
-        done = (reached < s.stop_loss) & active
+        else:  # target tokens that are not the most probable, per request
+            missed = (logp_t.detach().argmax(-1) != t_ids_t[tk]).float()
+            per_row = torch.zeros(n_edit, device=dev).index_add(0, owner_t[tk], missed)
+            reached = torch.zeros(n, device=dev).index_add(0, batch.request[:n_edit], per_row)
+        done = ((reached == 0) if s.stop_on == "argmax" else (reached < s.stop_loss)) & active
         active = active & ~done
         if not bool(active.any()) or step == s.steps - 1:
             break
