@@ -48,6 +48,7 @@ EDITORS = {
     "rect": dict(base="memit", layers=(1,), base_hparams=FAST, keep_fraction=0.2),
     "prune": dict(base="rome", layers=(1,), base_hparams=ROME_FAST),
     "encore": dict(FAST, layers=(1,), stop_on="argmax"),
+    "nse": dict(FAST, layers=(1,), neuron_mass=0.8),
 }
 # Single-token targets: a random tiny model can be pushed far on one token, not on a phrase.
 REQS = [

@@ -298,3 +298,50 @@ def test_encore_smaller_update_than_memit_at_equal_efficacy(tiny) -> None:
             both += 1
             assert norms["encore"] < norms["memit"], norms
     assert both >= 1, "no request that both edit: the comparison would be empty"
+
+
+def test_nse_changes_only_the_selected_neurons(tiny) -> None:
+    """Only the columns of the MLP output projection of the neurons the edit's keys activate
+    most (their mean |activation| carrying `neuron_mass` of the total) change."""
+    from editrisk.editing.keys import compute_keys
+    from editrisk.editors._kv import weight_out_in
+    from editrisk.editors.nse import select_neurons
+
+    ed = get_editor("nse", dict(FAST, layers=(1,), neuron_mass=0.5))
+    keys = compute_keys(tiny, REQS[:1], [1], [""])[1].T.double()
+    chosen = select_neurons(keys, 0.5)
+    score = keys.abs().mean(1)
+    assert 0 < len(chosen) < keys.shape[0]
+    assert score[chosen].sum() >= 0.5 * score.sum()  # enough mass, and the largest scores
+    assert score[chosen].min() >= score[[i for i in range(len(score)) if i not in chosen]].max()
+    w0 = weight_out_in(tiny, 1)
+    with ed.edit(tiny, REQS[:1]).applied(tiny.model):
+        changed = (weight_out_in(tiny, 1) != w0).any(0)
+    assert torch.nonzero(changed).flatten().tolist() == chosen.tolist()
+
+
+def test_nse_rewinds_to_the_original_weights_for_its_targets(tiny, monkeypatch) -> None:
+    """A later round's z* is the one the original model gives, whatever earlier rounds did;
+    the editor's memory round-trips."""
+    import editrisk.editors.memit as memit
+
+    seen = []
+    real = memit.optimise_targets
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(memit, "optimise_targets", spy)
+    hp = dict(FAST, layers=(1,))
+    ed = get_editor("nse", hp)
+    first = ed.edit(tiny, REQS[:1])
+    with first.applied(tiny.model):
+        ed.edit(tiny, REQS[1:])
+        clone = get_editor("nse", hp)
+        clone.load_state_dict(ed.state_dict())
+        assert all(torch.equal(clone.state_dict()[k], v) for k, v in ed.state_dict().items())
+    get_editor("nse", hp).edit(tiny, REQS[1:])  # on the pristine model
+    torch.testing.assert_close(seen[1].target, seen[2].target)
+    with pytest.raises(EditriskError, match="not an NSE state"):
+        clone.load_state_dict({"sum.1": torch.zeros(1)})

@@ -18,7 +18,7 @@ from editrisk.delta import Delta
 from editrisk.editing.keys import compute_keys, gather_at_index, mean_by_group
 from editrisk.editing.prompts import edit_rows
 from editrisk.editing.solvers import least_squares_update
-from editrisk.editing.targets import optimise_targets
+from editrisk.editing.targets import Targets, optimise_targets
 from editrisk.editors._kv import KVEditor, KVParams, delta_from, update_for
 from editrisk.editors.base import register, require
 from editrisk.errors import EditriskError
@@ -62,6 +62,13 @@ class MEMIT(KVEditor):
     def commit(self) -> None:
         """Called once an edit has been fully computed (stateful editors keep memory here)."""
 
+    def targets(
+        self, h: ModelHandle, reqs: list[EditRequest], module: str, prefixes: list[str]
+    ) -> Targets:
+        """z* at `module` (the last edited layer's output) for every request."""
+        settings = self.hparams.target_settings()
+        return optimise_targets(h, reqs, module, prefixes, settings, token=self.hparams.token)
+
     def edit(self, model: ModelHandle, requests: Sequence[EditRequest]) -> Delta:
         h, reqs = model, validate_requests(requests)
         if not reqs:
@@ -70,9 +77,7 @@ class MEMIT(KVEditor):
         last = h.arch.layer_module(layers[-1])
         prefixes = self.prefixes(h)
         covs = self.covariances(h, layers)
-        targets = optimise_targets(
-            h, reqs, last, prefixes, self.hparams.target_settings(), token=self.hparams.token
-        )
+        targets = self.targets(h, reqs, last, prefixes)
         rows = edit_rows(h.tokenizer, reqs, prefixes, with_targets=False, token=self.hparams.token)
         updates: dict[int, torch.Tensor] = {}
         applied: list[Delta] = []
