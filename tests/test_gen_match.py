@@ -23,7 +23,8 @@ from editrisk.evaluation.metrics import (
     greedy_continuations,
     states,
 )
-from editrisk.requests import EditRequest, Neighbour, Question
+from editrisk.families.language import LanguageFamily
+from editrisk.requests import QUESTION_KINDS, EditRequest, Neighbour, Question
 
 runner = CliRunner()
 
@@ -125,7 +126,9 @@ def test_gen_match_follows_an_edit_forced_by_a_known_delta(tiny) -> None:
         ctx = delta.applied(tiny.model) if state == "edited" else torch.no_grad()
         with ctx:
             gens = edit_generations(tiny, [req], max_new_tokens=1)
-            (rows[state],) = edit_metrics(tiny, [req], conventions=["gen_match"], generations=gens)
+            (rows[state],) = edit_metrics(
+                tiny, [req], conventions=["gen_match"], generations=gens, questions=QUESTION_KINDS
+            )
     assert gens[prompt] == " " + word
     assert rows["unedited"]["efficacy.gen_match"] == 0.0
     assert rows["edited"]["efficacy.gen_match"] == 1.0
@@ -156,7 +159,9 @@ def test_gen_match_reads_aliases_and_skips_unselected_question_kinds(tiny) -> No
 
 
 def test_conventions_in_run_configs_and_eval(tmp_path: Path) -> None:
-    reqs = [EditRequest("Oslo", "{} is in", "Peru", "Norway", ("Oslo lies in",), id="o")]
+    q = Question("reverse", "Peru is where you find", "Oslo", "Lima")
+    reqs = [EditRequest("Oslo", "{} is in", "Peru", "Norway", ("Oslo lies in",), id="o",
+                        questions=(q,))]  # fmt: skip
     write_jsonl(reqs, tmp_path / "r.jsonl")
     raw = {
         "model": "tiny-gpt2",
@@ -169,12 +174,23 @@ def test_conventions_in_run_configs_and_eval(tmp_path: Path) -> None:
         resolve({**raw, "evaluation": {"conventions": ["exact"]}})
     with pytest.raises(InputError, match="evaluation.conventions"):
         resolve({**raw, "evaluation": {"conventions": []}})
+    with pytest.raises(InputError, match="evaluation.questions.0"):
+        resolve({**raw, "evaluation": {"questions": ["hops"]}})
+    family = LanguageFamily(resolve({**raw, "evaluation": {"questions": ["reverse"]}}), 0)
+    summary, request = family.evaluate("final", family.edit_set("default"))
+    assert request["reverse.prob_compare"] in (0.0, 1.0) and "reverse.prob_compare" in summary
+    assert "efficacy.gen_match" not in summary
     run = tmp_path / "run"
     args = ["eval", "tiny-gpt2", "--requests", str(tmp_path / "r.jsonl"), "--run-dir", str(run)]
     out = runner.invoke(app, [*args, "--conventions", "gen_match,prob_compare"])
     assert out.exit_code == 0, out.output
     (summary,) = [r for r in RunDir(run).results.rows() if r["kind"] == "summary"]
     assert summary["efficacy.gen_match"] in (0.0, 1.0) and "efficacy.prob_compare" in summary
-    assert "efficacy.token_acc" not in summary
+    assert "efficacy.token_acc" not in summary and "reverse.prob_compare" not in summary
+    run2 = tmp_path / "run2"
+    args2 = [*args[:-1], str(run2), "--questions", "reverse", "--conventions", "gen_match"]
+    assert runner.invoke(app, args2).exit_code == 0
+    (summary,) = [r for r in RunDir(run2).results.rows() if r["kind"] == "summary"]
+    assert summary["reverse.gen_match"] in (0.0, 1.0) and "reverse.prob_compare" not in summary
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "r2"), "--conventions", "exact"])
     assert bad.exit_code == 2 and "'exact'" in bad.stderr and not (tmp_path / "r2").exists()

@@ -22,7 +22,7 @@ from editrisk.evaluation.metrics import (
     tfidf_similarity,
 )
 from editrisk.evaluation.scoring import score_targets
-from editrisk.requests import EditRequest, Neighbour, Question
+from editrisk.requests import QUESTION_KINDS, EditRequest, Neighbour, Question
 from editrisk.tokens import target_ids
 
 REQ = EditRequest(
@@ -87,7 +87,8 @@ def test_questions_are_scored_in_every_convention(tiny) -> None:
     )  # fmt: skip
     req = dataclasses.replace(REQ, questions=qs)
     gens = edit_generations(tiny, [req], max_new_tokens=4)
-    (row,) = edit_metrics(tiny, [req], conventions=CONVENTIONS, generations=gens)
+    kinds = QUESTION_KINDS
+    (row,) = edit_metrics(tiny, [req], conventions=CONVENTIONS, generations=gens, questions=kinds)
     for kind, items in (("portability", qs[:2]), ("reverse", qs[2:3]), ("subject_other", qs[3:])):
         wanted = [hand(tiny, q.prompt, q.target) for q in items]
         unwanted = [hand(tiny, q.prompt, q.unwanted) for q in items if q.unwanted]
@@ -99,6 +100,8 @@ def test_questions_are_scored_in_every_convention(tiny) -> None:
     (only,) = edit_metrics(tiny, [req], questions=["reverse"])
     assert "portability.token_acc" not in only and "reverse.prob_compare" in only
     assert not any(k.startswith(("portability", "subject_other")) for k in only)
+    (default,) = edit_metrics(tiny, [req])  # questions are opt-in
+    assert not any(k.startswith(QUESTION_KINDS) for k in default)
 
 
 def test_missing_parts_give_none_not_zero(tiny) -> None:

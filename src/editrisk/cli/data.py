@@ -106,7 +106,7 @@ def eval_cmd(
     ),
     gen_match_tokens: int = typer.Option(16, min=1, help="gen_match: new tokens per prompt"),
     questions: str = typer.Option(
-        "portability,reverse,subject_other", help="question kinds to measure, comma-separated"
+        "", help="question kinds to measure, comma-separated: portability, reverse, subject_other"
     ),
     shifts: bool = typer.Option(False, help="also measure knowledge and edit under shifts"),
     shift_kinds: str = typer.Option(

@@ -20,7 +20,7 @@ from editrisk.evaluation.metrics import (
 )
 from editrisk.evaluation.shifts import PERTURBATIONS, relative_robustness, shift_table
 from editrisk.models import ModelHandle
-from editrisk.requests import QUESTION_KINDS, EditRequest
+from editrisk.requests import EditRequest
 
 
 @dataclass
@@ -38,7 +38,7 @@ class EditMetricSpec:
 
     conventions: Sequence[str] = TEACHER_FORCED
     gen_match_tokens: int = GEN_MATCH_TOKENS
-    questions: Sequence[str] = QUESTION_KINDS
+    questions: Sequence[str] = ()
 
 
 def _measure(
@@ -97,7 +97,7 @@ def evaluate(
     of `h`; with `delta`, of the unedited and the edited model (restored afterwards).
 
     `shifts`: True for every perturbation kind, or the kinds to measure; `metrics`: which
-    conventions and question kinds (default: the teacher-forced three, every kind)."""
+    conventions and question kinds (default: the teacher-forced three, no questions)."""
     out = EvalResult()
     kinds = list(PERTURBATIONS) if shifts is True else list(shifts or [])
     states = [("unedited", nullcontext())] + ([("edited", delta.applied(h.model))] if delta else [])

@@ -73,8 +73,9 @@ class LanguageEvaluation(Section):
     )
     gen_match_tokens: int = Field(16, ge=1, description="gen_match: new tokens per prompt")
     questions: list[QuestionKind] = Field(
-        default_factory=lambda: ["portability", "reverse", "subject_other"],
-        description="question kinds of the requests to measure (a request without one: None)",
+        default_factory=list,
+        description="question kinds of the requests to measure (portability, reverse, "
+        "subject_other; a request without one of them: None); none by default",
     )
     request_rows: bool = Field(
         True,
