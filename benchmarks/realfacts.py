@@ -7,7 +7,7 @@ import time
 
 from editrisk.data.worldfacts import build_worldfacts, round_robin
 from editrisk.editors import get_editor
-from editrisk.evaluation.metrics import edit_metrics, summarize
+from editrisk.evaluation.metrics import TEACHER_FORCED, edit_metrics, summarize
 from editrisk.models import ModelHandle
 from editrisk.requests import EditRequest
 
@@ -27,10 +27,17 @@ KEYS = (
 
 
 def single_edit_scores(
-    h: ModelHandle, editor: str, requests: list[EditRequest], hparams: dict | None = None
+    h: ModelHandle,
+    editor: str,
+    requests: list[EditRequest],
+    hparams: dict | None = None,
+    conventions: tuple[str, ...] = TEACHER_FORCED,
+    questions: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """Mean metrics over single edits, the unedited baseline's neighbourhood score, and the
-    mean seconds per edit (editing only, not evaluation)."""
+    """Mean metrics over single edits (`KEYS`, or every metric of `conventions` and question
+    kinds when they go beyond the teacher-forced three), the unedited baseline's scores
+    (`base.<metric>`; its neighbourhood score also as `specificity.base`), and the mean
+    seconds per edit (editing only)."""
     ed = get_editor(editor, hparams or {})
     ed.edit(h, requests[:1])  # warm caches (prefixes, covariance) outside the timing
     rows, seconds = [], 0.0
@@ -39,8 +46,11 @@ def single_edit_scores(
         delta = ed.edit(h, [r])
         seconds += time.perf_counter() - t
         with delta.applied(h.model):
-            rows.extend(edit_metrics(h, [r]))
-    out = {k: summarize(rows)[k] for k in KEYS}
-    out["specificity.base"] = summarize(edit_metrics(h, requests))["specificity.prob_compare"]
+            rows.extend(edit_metrics(h, [r], conventions=conventions, questions=questions))
+    mean = summarize(rows)
+    out = mean if conventions != TEACHER_FORCED or questions else {k: mean[k] for k in KEYS}
+    base = summarize(edit_metrics(h, requests, conventions=conventions, questions=questions))
+    out.update({f"base.{k}": v for k, v in base.items()})
+    out["specificity.base"] = base.get("specificity.prob_compare")
     out["s/edit"] = seconds / len(requests)
     return out
