@@ -22,8 +22,9 @@ def register_family(cls: type[Family]) -> type[Family]:
 
 
 def get_family(name: str, source: str = "config") -> type[Family]:
-    if not _FAMILIES:
-        from editrisk.families import language, vision  # noqa: F401 - they register
+    # Imported every time (a no-op once loaded): one family imported directly must not hide
+    # the others from a registry that is no longer empty.
+    from editrisk.families import language, vision  # noqa: F401 - they register
     if name not in _FAMILIES:
         raise InputError(
             f"unknown family {name!r}; known: {sorted(_FAMILIES)}", file=source, field="family"
