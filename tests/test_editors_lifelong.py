@@ -345,3 +345,14 @@ def test_nse_rewinds_to_the_original_weights_for_its_targets(tiny, monkeypatch) 
     torch.testing.assert_close(seen[1].target, seen[2].target)
     with pytest.raises(EditriskError, match="not an NSE state"):
         clone.load_state_dict({"sum.1": torch.zeros(1)})
+
+
+def test_a_codebook_edit_is_not_exported_as_weights(tmp_path) -> None:
+    from editrisk import export_model
+    from editrisk.models import load_model
+
+    h = load_model("tiny-llama")
+    delta = get_editor("grace", layers=(1,), steps=2).edit(h, REQS[:1])
+    with pytest.raises(EditriskError, match="codebook .* changes no weight"):
+        export_model(h, delta, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

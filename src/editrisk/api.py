@@ -38,6 +38,11 @@ def export_model(model: ModelHandle, delta: Delta | None, out: str | Path) -> Pa
     Written to a temporary folder first and renamed, so a failure leaves nothing behind.
     """
     out = Path(out)
+    if delta is not None and delta.codebooks:
+        raise EditriskError(
+            "this edit is a codebook (GRACE) and changes no weight, so a Hugging Face folder "
+            "cannot carry it; save the delta and apply it with editrisk instead"
+        )
     if out.exists() and not out.is_dir():
         raise EditriskError(f"{out} is a file; choose a new folder")
     if out.exists() and any(out.iterdir()):
