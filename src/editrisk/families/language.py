@@ -1,5 +1,7 @@
 """The language family: a causal LM, edit sets of fact requests, edit metrics by the three
-teacher-forced conventions, general ability (held-out facts, perplexity, shifted prompts)."""
+teacher-forced conventions and/or generation (gen_match), on the rewrite, paraphrases,
+neighbours and selected question kinds, general ability (held-out facts, perplexity, shifted
+prompts)."""
 
 from __future__ import annotations
 
