@@ -85,6 +85,7 @@ class Codebook:
         return self.keys.shape[0]
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The floating-point parts (what must be finite)."""
         return self.keys, self.values, self.radii
 
     def merge(self, later: Codebook) -> Codebook:
