@@ -149,7 +149,7 @@ def edit_metrics(
     questions: Sequence[str] = (),
 ) -> list[dict[str, float | None]]:
     """Per request: efficacy, generalization, specificity and each question kind of
-    `questions` (none by default: WorldFacts' questions make teacher-forced scoring 2.6x
+    `questions` (none by default: WorldFacts' questions make teacher-forced scoring 2.3-2.6x
     slower; `QUESTION_KINDS` for all), in each of `conventions`.
 
     Teacher-forced conventions score all pairs of all requests in one batched pass (or take

@@ -25,6 +25,7 @@ def get_family(name: str, source: str = "config") -> type[Family]:
     # Imported every time (a no-op once loaded): one family imported directly must not hide
     # the others from a registry that is no longer empty.
     from editrisk.families import language, vision  # noqa: F401 - they register
+
     if name not in _FAMILIES:
         raise InputError(
             f"unknown family {name!r}; known: {sorted(_FAMILIES)}", file=source, field="family"
