@@ -318,7 +318,8 @@ def test_shipped_configs_resolve() -> None:
         families.add(cfg.family)
         if path.name.startswith("sequential_"):
             assert cfg.model == "smollm2-135m" and cfg.schedule.retention_every > 0
-            assert set(cfg.labels()) == {"rome", "memit", "d4s", "alphaedit", "ft"}
+            core = {"rome", "memit", "d4s", "alphaedit"}  # the gen_match smoke study drops ft
+            assert core <= set(cfg.labels()) <= core | {"ft"}
     assert families == {"language", "vision"}
 
 
