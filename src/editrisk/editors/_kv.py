@@ -13,6 +13,7 @@ from editrisk.editing.context import context_prefixes
 from editrisk.editing.covariance import get_corpus, layer_covariances
 from editrisk.editing.targets import DECAYS, STOP_RULES, TargetSettings
 from editrisk.editors.base import Editor, HParams, require
+from editrisk.errors import EditriskError
 from editrisk.models import ModelHandle
 
 # Per-model defaults, keyed by what the model is (family and shapes, see `model_identity`), so
@@ -140,3 +141,19 @@ def delta_from(
     h: ModelHandle, updates: dict[int, torch.Tensor | LowRank], metadata: dict[str, Any]
 ) -> Delta:
     return Delta(dict(update_for(h, layer, u) for layer, u in updates.items()), metadata)
+
+
+def layer_state(kind: str, tensors: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An editor's per-layer tensors as `state_dict` entries `<kind>.<layer>`."""
+    return {f"{kind}.{layer}": t for layer, t in tensors.items()}
+
+
+def load_layer_state(state: dict[str, Any], kind: str, editor: str) -> dict[int, torch.Tensor]:
+    """Per-layer float64 tensors from `layer_state` entries; any other entry is an error."""
+    out = {}
+    for key, value in state.items():
+        name, _, layer = key.partition(".")
+        if name != kind or not layer.isdigit():
+            raise EditriskError(f"not {editor} state entry: {key}")
+        out[int(layer)] = value.to(torch.float64)
+    return out

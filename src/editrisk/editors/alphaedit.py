@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from editrisk.editing.solvers import null_space_projector, projected_update
+from editrisk.editors._kv import layer_state, load_layer_state
 from editrisk.editors.base import register, require
 from editrisk.editors.memit import MEMIT, MEMITParams
-from editrisk.errors import EditriskError
 
 
 @dataclasses.dataclass
@@ -72,15 +72,11 @@ class AlphaEdit(MEMIT):
         self._pending = {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {f"past_kk.{layer}": kk for layer, kk in self.past_kk.items()}
+        return layer_state("past_kk", self.past_kk)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.reset()
-        for key, value in state.items():
-            kind, _, layer = key.partition(".")
-            if kind != "past_kk" or not layer.isdigit():
-                raise EditriskError(f"not an AlphaEdit state entry: {key}")
-            self.past_kk[int(layer)] = value.to(torch.float64)
+        self.past_kk = load_layer_state(state, "past_kk", "an AlphaEdit")
 
 
 def tensor_digest(t: torch.Tensor) -> str:

@@ -24,10 +24,9 @@ import torch
 from editrisk.delta import Delta
 from editrisk.editing.solvers import ridge_solve
 from editrisk.editing.targets import Targets
-from editrisk.editors._kv import update_for
+from editrisk.editors._kv import layer_state, load_layer_state, update_for
 from editrisk.editors.base import register, require
 from editrisk.editors.memit import MEMIT, MEMITParams
-from editrisk.errors import EditriskError
 from editrisk.models import ModelHandle
 from editrisk.requests import EditRequest
 
@@ -97,12 +96,8 @@ class NSE(MEMIT):
         self._pending = {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {f"total.{layer}": t for layer, t in self.total.items()}
+        return layer_state("total", self.total)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.reset()
-        for key, value in state.items():
-            kind, _, layer = key.partition(".")
-            if kind != "total" or not layer.isdigit():
-                raise EditriskError(f"not an NSE state entry: {key}")
-            self.total[int(layer)] = value.to(torch.float64)
+        self.total = load_layer_state(state, "total", "an NSE")
