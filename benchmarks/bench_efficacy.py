@@ -52,8 +52,9 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
+    editors = args.editors.split(",")
     report(
-        "efficacy_smollm2",
+        "efficacy_smollm2" + ("" if editors == ["rome", "memit"] else "_" + "_".join(editors)),
         rows,
         note="WorldFacts known by smollm2-135m, round-robin over "
         "relations; ROME/MEMIT probability-comparison convention unless marked token acc.",
