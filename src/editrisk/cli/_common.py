@@ -7,12 +7,15 @@ that imports it.
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from editrisk.errors import EditriskError, FileError
 
@@ -85,3 +88,61 @@ def choices(text: str, known: tuple[str, ...], option: str, empty_ok: bool) -> l
     if not names and not empty_ok:
         raise EditriskError(f"{option}: name at least one of {list(known)}")
     return names
+
+
+def table(
+    *headers: str,
+    wrap: tuple[str, ...] = (),
+    title: str | None = None,
+    caption: str | None = None,
+    show_header: bool = True,
+) -> Table:
+    """A table that fits the console: the columns named in `wrap` (free text: prompts,
+    completions) wrap and give up the room the others need; every other column (names,
+    numbers, short values) stays on one line, cut with an ellipsis only when nothing is left."""
+    t = Table(title=title, caption=caption, show_header=show_header)
+    for h in headers:
+        if h in wrap:
+            t.add_column(h, overflow="fold", min_width=min(12, max(len(h), 6)))
+        else:
+            t.add_column(h, no_wrap=True, overflow="ellipsis")
+    return t
+
+
+def next_steps(output: str | Path | None, *commands: str) -> None:
+    """End a command: where its output is, and the next command(s) to run."""
+    if output is not None:
+        console.print(f"[bold]output:[/bold] {output}", soft_wrap=True)
+    for i, cmd in enumerate(commands):
+        label = "next:" if i == 0 else "  or:"
+        console.print(f"[bold]{label}[/bold]   {cmd}", soft_wrap=True, highlight=False)
+
+
+def q(path: str | Path) -> str:
+    """A path or name quoted for a shell command line."""
+    return shlex.quote(str(path))
+
+
+def study_progress(progress: Callable[[str, int, int], None], n_jobs: int) -> Callable[..., None]:
+    """Forward the engine's per-job progress to `progress`, plus one `all jobs` task that
+    counts finished jobs (its ETA is the study's)."""
+    finished: set[str] = set()
+    progress("all jobs", 0, n_jobs)
+
+    def on_job(job: str, done: int, total: int) -> None:
+        progress(job, done, total)
+        if done >= total and job not in finished:
+            finished.add(job)
+            progress("all jobs", len(finished), n_jobs)
+
+    return on_job
+
+
+def run_with_progress(cfg: Any, out: Path, enabled: bool = True, **kwargs: Any) -> Any:
+    """`run_study` of `cfg` into `out` with bars (terminal) or plain lines (otherwise)."""
+    from editrisk.engine import plan_jobs, run_study
+    from editrisk.progress import report_progress
+
+    with report_progress(console, enabled=enabled) as bar:
+        on = study_progress(bar, len(plan_jobs(cfg))) if enabled else None
+        return run_study(cfg, out, on_progress=on, console=console, **kwargs)

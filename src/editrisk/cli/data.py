@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from editrisk.cli._common import (
     DeviceOpt,
@@ -17,6 +16,9 @@ from editrisk.cli._common import (
     console,
     fmt,
     load_delta,
+    next_steps,
+    q,
+    table,
 )
 
 data_app = typer.Typer(help="Build edit datasets (WorldFacts, MQD).", no_args_is_help=True)
@@ -42,22 +44,26 @@ def build_worldfacts_cmd(
     from editrisk.data.jsonl import write_jsonl
     from editrisk.data.worldfacts import build_worldfacts
     from editrisk.models import load_model
+    from editrisk.progress import report_progress
 
     rels = [r.strip() for r in relations.split(",") if r.strip()] or None
     h = None if no_filter else load_model(model, device=device, dtype=dtype)
     t = time.perf_counter()
-    reqs = build_worldfacts(h, seed, rels, limit_per_relation or None)
+    with report_progress(console) as progress:
+        reqs = build_worldfacts(h, seed, rels, limit_per_relation or None, progress=progress)
     write_jsonl(reqs, out)
     cand = Counter(
         r.relation for r in build_worldfacts(None, seed, rels, limit_per_relation or None)
     )
     kept = Counter(r.relation for r in reqs)
-    table = Table("relation", "known" if h else "kept", "candidates")
+    tab = table("relation", "known" if h else "kept", "candidates")
     for rel in cand:
-        table.add_row(rel, str(kept[rel]), str(cand[rel]))
-    table.add_row("total", str(len(reqs)), str(sum(cand.values())))
-    console.print(table)
+        tab.add_row(rel, str(kept[rel]), str(cand[rel]))
+    tab.add_row("total", str(len(reqs)), str(sum(cand.values())))
+    console.print(tab)
     console.print(f"wrote {len(reqs)} requests to {out} ({time.perf_counter() - t:.0f} s)")
+    next_steps(out, f"editrisk eval {q(model)} --requests {q(out)} --limit 20",
+               f"editrisk data mqd --facts {q(out)} --out mqd.jsonl")  # fmt: skip
 
 
 @data_app.command("mqd")
@@ -87,6 +93,7 @@ def mqd_cmd(
     write_jsonl(qs, out)
     counts = Counter(q.extra["question_type"] for q in qs)
     console.print(f"wrote {len(qs)} questions to {out}: {dict(counts)}")
+    next_steps(out, f"editrisk eval MODEL --requests {q(out)} --limit 20")
 
 
 @cli_errors
@@ -126,6 +133,7 @@ def eval_cmd(
     from editrisk.evaluation.shifts import check_kinds
     from editrisk.evaluation.suite import EditMetricSpec, evaluate
     from editrisk.models import load_model
+    from editrisk.progress import report_progress
     from editrisk.requests import QUESTION_KINDS
     from editrisk.tokens import check_fits
 
@@ -170,17 +178,19 @@ def eval_cmd(
                 "delta_metadata": d.metadata if d else None,
             },
         )
-        result = evaluate(
-            h,
-            reqs,
-            delta=d,
-            gen_tokens=gen_tokens,
-            shifts=kinds if shifts else False,
-            heldout=held,
-            perplexity=ppl,
-            batch_size=batch_size,
-            metrics=metrics,
-        )
+        with report_progress(console) as progress:
+            result = evaluate(
+                h,
+                reqs,
+                delta=d,
+                gen_tokens=gen_tokens,
+                shifts=kinds if shifts else False,
+                heldout=held,
+                perplexity=ppl,
+                batch_size=batch_size,
+                metrics=metrics,
+                progress=progress,
+            )
         method = (d.metadata.get("editor") or "delta") if d else "none"
         ident = {"run": run.path.name, "family": "language", "model": model,
                  "fingerprint": h.fingerprint(), "method": method, "editor": method,
@@ -198,17 +208,28 @@ def eval_cmd(
         run.export()
     states = list(result.summary)
     title = f"{h.name}{' + ' + delta.name if delta else ''}: {len(reqs)} requests"
-    table = Table("metric", *states, title=title)
+    tab = table("metric", *states, title=title)
     for k in dict.fromkeys(k for v in result.summary.values() for k in v):
-        table.add_row(k, *(fmt(result.summary[s].get(k)) for s in states))
-    console.print(table)
+        tab.add_row(k, *(fmt(result.summary[s].get(k)) for s in states))
+    console.print(tab)
     if result.shift_rows:
         keys = dict.fromkeys(k for r in result.shift_rows for k in r)
         cols = ["state", "shift", "severity", "mean_edit_distance"] + [
             k for k in keys if k.endswith("prob_compare")
         ]
-        st = Table(*cols, title="under distribution shifts")
+        st = table(*cols, title="under distribution shifts")
         for r in result.shift_rows:
             st.add_row(*(fmt(r.get(c)) for c in cols))
         console.print(st)
     console.print(f"rows written to {run.results.path}")
+    if delta is None:
+        nxt = [
+            f"editrisk edit {q(model)} --request {q(requests)} --save-delta delta.safetensors",
+            f"editrisk eval {q(model)} --requests {q(requests)} --delta delta.safetensors",
+        ]
+    else:
+        nxt = [
+            f"editrisk export {q(model)} --delta {q(delta)} --out edited-model",
+            f"editrisk interpolate {q(model)} --delta {q(delta)} --request {q(requests)}",
+        ]
+    next_steps(run.path, *nxt)  # fmt: skip

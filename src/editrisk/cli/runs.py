@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from editrisk.cli._common import cli_errors, console, set_threads
+from editrisk.cli._common import cli_errors, console, next_steps, q, run_with_progress, set_threads
 
 ThreadsOpt = typer.Option(
     0, min=0, help="torch CPU threads (0: chosen from the cores other processes leave free)"
@@ -31,19 +31,22 @@ def run_cmd(
     dtype: str = typer.Option(None, help="override the config's dtype"),
 ) -> None:
     """Run (or resume: same command, same directory) the study of CONFIG."""
-    from editrisk.engine import load_config, run_study, select_methods
+    from editrisk.engine import load_config, select_methods
 
     cfg = load_config(config, device=device, dtype=dtype)
     if only:
         cfg = select_methods(cfg, only.split(","), str(config))
     set_threads(threads)
     out = run_dir or Path("runs") / cfg.name
-    rd = run_study(cfg, out, workers=workers or None, show_progress=progress, console=console)
+    rd = run_with_progress(cfg, out, progress, workers=workers or None)
     console.print(f"{len(rd.results)} rows in {rd.results.path}")
     if report:
         from editrisk.report import write_report
 
-        console.print(f"report: {write_report(rd.path)}")
+        page = write_report(rd.path)
+        next_steps(page, f"editrisk analyze {q(rd.path)}")
+    else:
+        next_steps(rd.path, f"editrisk analyze {q(rd.path)}", f"editrisk report {q(rd.path)}")
 
 
 @cli_errors
@@ -71,7 +74,7 @@ def analyze_cmd(
 
     report = analyze_run(run_dir, metric=metric, threshold=threshold)
     print(report.table_markdown)
-    console.print(f"written to {report.folder}")
+    next_steps(report.folder, f"editrisk report {q(run_dir)}")
 
 
 @cli_errors
@@ -85,4 +88,11 @@ def report_cmd(
     one run, or of several runs on one page."""
     from editrisk.report import write_report
 
-    console.print(f"report: {write_report(run_dirs, out)}")
+    page = write_report(run_dirs, out)
+    runs = " ".join(q(r) for r in run_dirs)
+    again = (
+        f"editrisk analyze {q(run_dirs[0])}"
+        if len(run_dirs) == 1
+        else f"editrisk report {runs} OTHER_RUN --out FOLDER  (add a run to compare)"
+    )
+    next_steps(page, "open it in a browser (one self-contained file)", again)

@@ -25,7 +25,7 @@ import functools
 import json
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from editrisk.requests import EditRequest, Neighbour, Question
 from editrisk.settings import cache_dir
 
 BUILDER_VERSION = 1
+KNOWN_CHUNK = 256  # facts checked per progress report
 MIN_COUNTRY_POPULATION = 1_000_000
 MIN_CITY_POPULATION = 1_000_000
 CITIES_PER_COUNTRY = 3
@@ -325,18 +326,26 @@ def _cache_path(h: ModelHandle, seed: int) -> Path:
 
 
 def known_facts(
-    h: ModelHandle, facts: Sequence[Fact], seed: int = 0, use_cache: bool = True
+    h: ModelHandle,
+    facts: Sequence[Fact],
+    seed: int = 0,
+    use_cache: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Fact]:
-    """The facts `h` knows; verdicts are cached per model fingerprint, seed and builder version."""
+    """The facts `h` knows; verdicts are cached per model fingerprint, seed and builder version.
+    `progress(task, done, total)`, if given, hears the facts checked so far."""
     path = _cache_path(h, seed)
     cached: dict[str, bool] = {}
     if use_cache and path.is_file():
         cached = json.loads(path.read_text())
     todo = [f for f in facts if f.key not in cached]
-    if todo:
-        cached.update({f.key: ok for f, ok in zip(todo, known_mask(h, todo))})
-        if use_cache:
-            atomic_write_text(path, json.dumps(cached, sort_keys=True, indent=0))
+    for i in range(0, len(todo), KNOWN_CHUNK):
+        part = todo[i : i + KNOWN_CHUNK]
+        cached.update({f.key: ok for f, ok in zip(part, known_mask(h, part))})
+        if progress is not None:
+            progress("checking facts", i + len(part), len(todo))
+    if todo and use_cache:
+        atomic_write_text(path, json.dumps(cached, sort_keys=True, indent=0))
     return [f for f in facts if cached[f.key]]
 
 
@@ -438,6 +447,7 @@ def build_worldfacts(
     relations: Sequence[str] | None = None,
     limit_per_relation: int | None = None,
     use_cache: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[EditRequest]:
     """WorldFacts requests; with a model `h`, only the facts it knows (None keeps all).
 
@@ -457,7 +467,7 @@ def build_worldfacts(
         }
         facts = [f for f in facts if f.key in keep]
     if h is not None:
-        facts = known_facts(h, facts, seed, use_cache)
+        facts = known_facts(h, facts, seed, use_cache, progress)
     return to_requests(facts, seed)
 
 

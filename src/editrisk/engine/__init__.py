@@ -68,11 +68,13 @@ def run_study(
     workers: int | None = None,
     show_progress: bool = False,
     console: Any = None,
+    on_progress: Any = None,
 ) -> RunDir:
     """Run (or resume: same config, same directory) every job of `cfg` into `run_dir`.
 
     The model and edit sets are built and every job's layer checked before the directory is
-    created; one process writes a run directory at a time."""
+    created; one process writes a run directory at a time. `on_progress(job, done, total)`,
+    if given, hears every job's progress (`editrisk.progress.report_progress` makes one)."""
     from editrisk.editors import get_editor
     from editrisk.engine.executors import make_executor
     from editrisk.engine.runner import Contexts
@@ -99,6 +101,8 @@ def run_study(
             tasks: dict[str, Any] = {}
 
             def progress(job: str, done: int, total: int) -> None:
+                if on_progress is not None:
+                    on_progress(job, done, total)
                 if bar is None:
                     return
                 if job not in tasks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,19 +52,25 @@ def _measure(
     batch_size: int,
     metrics: EditMetricSpec,
     out: EvalResult,
+    step: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
     gens, requests = None, keep_questions(requests, metrics.questions)
     if "gen_match" in metrics.conventions:
         gens = edit_generations(h, requests, metrics.gen_match_tokens, batch_size)
+        step()
     rows = edit_metrics(h, requests, batch_size, None, metrics.conventions, gens, metrics.questions)
+    step()
     if gen_tokens > 0:
         for row, g in zip(rows, generation_metrics(h, requests, gen_tokens)):
             row.update({k: v for k, v in g.items() if k != "id"})
+        step()
     summary: dict[str, Any] = summarize(rows)
     if heldout:
         summary.update(heldout_accuracy(h, heldout, batch_size))
+        step()
     if ppl:
         summary.update(perplexity(h, default_text_sample()))
+        step()
     table: list[dict[str, Any]] = []
     if shifts:
         table = [
@@ -76,6 +82,7 @@ def _measure(
         ]
         for r in table:
             r["state"] = state
+        step()
     out.rows += [{"kind": "request", "state": state, **r} for r in rows]
     out.rows.append({"kind": "summary", "state": state, "n": len(rows), **summary})
     out.summary[state] = summary
@@ -92,21 +99,35 @@ def evaluate(
     perplexity: bool = False,
     batch_size: int = 32,
     metrics: EditMetricSpec | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> EvalResult:
     """Edit metrics (and optionally generation, held-out, perplexity and shift measurements)
     of `h`; with `delta`, of the unedited and the edited model (restored afterwards).
 
     `shifts`: True for every perturbation kind, or the kinds to measure; `metrics`: which
-    conventions and question kinds (default: the teacher-forced three, no questions)."""
+    conventions and question kinds (default: the teacher-forced three, no questions);
+    `progress(task, done, total)`, if given, hears each measurement (a stage) as it ends."""
     out = EvalResult()
+    metrics = metrics or EditMetricSpec()
     kinds = list(PERTURBATIONS) if shifts is True else list(shifts or [])
     states = [("unedited", nullcontext())] + ([("edited", delta.applied(h.model))] if delta else [])
+    stages = 1 + sum(map(bool, ("gen_match" in metrics.conventions, gen_tokens > 0, heldout,
+                                perplexity, kinds)))  # fmt: skip
+    done, total = [0], stages * len(states)
+
+    def step() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress("evaluate", done[0], total)
+
+    if progress is not None:
+        progress("evaluate", 0, total)
     tables = {}
     for state, ctx in states:
         with ctx:
             tables[state] = _measure(
                 h, requests, state, gen_tokens, kinds, heldout, perplexity, batch_size,
-                metrics or EditMetricSpec(), out,
+                metrics, out, step,
             )  # fmt: skip
     if delta and kinds:
         for key in ("knowledge.prob_compare", "edit.prob_compare"):
