@@ -8,9 +8,17 @@ from importlib.resources import files
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from editrisk.cli._common import cli_errors, console, fmt, set_threads
+from editrisk.cli._common import (
+    cli_errors,
+    console,
+    fmt,
+    next_steps,
+    q,
+    run_with_progress,
+    set_threads,
+    table,
+)
 
 # Columns of the printed results (header -> metric); the report has them all.
 COLUMNS = {
@@ -36,20 +44,26 @@ def demo(
     """Edit real facts in the real model (ROME, MEMIT, D4S in a row, then their 1-LI paths)
     and a concept in the digits classifier, measure what the edits cost, write HTML reports.
     Run again to resume (or reuse) the same run directories."""
-    from editrisk.engine import load_config, run_study
+    from editrisk.engine import load_config
     from editrisk.report import trade_off_points, write_report
 
     set_threads(threads)
     parts = ["language", "vision"] if vision else ["language"]
+    pages = []
     for part in parts:
         path = files("editrisk.configs").joinpath(f"demo_{part}.yaml")
         cfg = load_config(str(path), model=model if part == "language" else None, device=device)
         console.print(f"[bold]{cfg.name}[/bold]: {len(cfg.methods)} editor(s) on {cfg.model}")
-        rd = run_study(cfg, out / part, show_progress=True, console=console)
+        rd = run_with_progress(cfg, out / part)
         cols = COLUMNS[part]
-        table = Table("method / 1-LI path", "alpha", *cols, caption=CAPTION[part],
-                      title=f"{cfg.name}: results at the end")  # fmt: skip
+        title = f"{cfg.name}: results at the end"
+        tab = table("method / 1-LI path", "alpha", *cols, caption=CAPTION[part], title=title,
+                    wrap=("method / 1-LI path",))  # fmt: skip
         for p in trade_off_points(rd.results.rows()):
-            table.add_row(p["line"], fmt(p["alpha"]), *(fmt(p.get(c)) for c in cols.values()))
-        console.print(table)
-        console.print(f"[bold]report:[/bold] {write_report(rd.path)}")
+            tab.add_row(p["line"], fmt(p["alpha"]), *(fmt(p.get(c)) for c in cols.values()))
+        console.print(tab)
+        pages.append(write_report(rd.path))
+        console.print(f"[bold]report:[/bold] {pages[-1]}")
+    lm = q(model or "smollm2-135m")
+    own = f'editrisk edit {lm} --subject Paris --prompt "{{}} is the capital of" --target-new Rome'
+    next_steps(", ".join(map(str, pages)), f"editrisk analyze {q(out / parts[0])}", own)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from editrisk.cli._common import cli_errors, console, set_threads
+from editrisk.cli._common import (
+    cli_errors,
+    console,
+    next_steps,
+    q,
+    run_with_progress,
+    set_threads,
+)
 from editrisk.errors import EditriskError, InputError
 
 vision_app = typer.Typer(
@@ -52,6 +59,7 @@ def corrupt_cmd(
     rows = [[x[0], *(corrupt(x, n, s, seed)[0] for s in SEVERITIES)] for n in names]
     save_grid(rows, out)
     console.print(f"wrote {out} ({len(names)} corruptions x clean + 5 severities)")
+    next_steps(out, "editrisk vision study examples/vision_study_vgg.yaml")
 
 
 @vision_app.command("study")
@@ -62,15 +70,16 @@ def study_cmd(
     threads: int = typer.Option(0, min=0, help="torch threads (0: the free cores)"),
 ) -> None:
     """`editrisk run` of a vision study CONFIG (family: vision), then its HTML report."""
-    from editrisk.engine import load_config, run_study
+    from editrisk.engine import load_config
     from editrisk.report import write_report
 
     cfg = load_config(config)
     if cfg.family != "vision":
         raise InputError(f"family is {cfg.family!r}; use `editrisk run`", file=str(config))
     set_threads(threads)
-    rd = run_study(cfg, out or Path("runs") / cfg.name, show_progress=True, console=console)
-    console.print(f"report: {write_report(rd.path)}")
+    rd = run_with_progress(cfg, out or Path("runs") / cfg.name)
+    console.print(f"{len(rd.results)} rows in {rd.results.path}")
+    next_steps(write_report(rd.path), f"editrisk analyze {q(rd.path)}")
 
 
 @vision_app.command("report")
@@ -79,4 +88,4 @@ def report_cmd(run: Path) -> None:
     """The HTML report of a vision study run directory (as `editrisk report`)."""
     from editrisk.report import write_report
 
-    console.print(f"report: {write_report(run)}")
+    next_steps(write_report(run), f"editrisk analyze {q(run)}")
