@@ -12,9 +12,17 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from editrisk.errors import EditriskError, InputError
 from editrisk.settings import read_config_file
@@ -27,6 +35,20 @@ class Section(BaseModel):
     never coerced (a quoted "2" is not a number, 2.5 not an integer)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+    # Fields added after run directories were written: left out of every dump (the stored
+    # config.yaml a resumed run is compared with) while they hold their default, so a config
+    # that does not use them resolves to exactly what it resolved to before they existed.
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: Any) -> Any:
+        out = handler(self)
+        for name in self.OMIT_AT_DEFAULT:
+            field = type(self).model_fields[name]
+            if getattr(self, name) == field.get_default(call_default_factory=True):
+                out.pop(name, None)
+        return out
 
 
 def safe_name(value: str, what: str) -> str:
@@ -55,10 +77,53 @@ class ProtocolSpec(Section):
 
 
 class ScheduleSpec(Section):
+    OMIT_AT_DEFAULT = frozenset(
+        {"retention_at", "general_at", "retention_sample", "collapse_perplexity"}
+    )
+
     immediate: bool = Field(True, description="the step's own edits, right after the step")
     final: bool = Field(True, description="every edit, after the last step")
     retention_every: int = Field(0, ge=0, description="all edits so far, every k steps (0 never)")
     general_every: int = Field(0, ge=0, description="general ability every k steps (0 never)")
+    retention_at: list[int] = Field(
+        default_factory=list,
+        description="edits so far (e.g. a log scale 100, 200, 500, ...), after whose step "
+        "retention is measured (label retention@edits)",
+    )
+    general_at: list[int] = Field(
+        default_factory=list,
+        description="edits so far after whose step general ability is measured (label "
+        "general@edits; also once before any edit)",
+    )
+    retention_sample: int = Field(
+        0,
+        ge=0,
+        description="retention schedules measure a fixed seeded sample of this many of the "
+        "edits so far (0: all of them); the row records the sample and a 95% interval",
+    )
+    collapse_perplexity: float | None = Field(
+        None,
+        gt=0,
+        description="a method whose general-ability perplexity exceeds this is recorded as "
+        "collapsed (a row) and stopped (none: never stopped)",
+    )
+
+    @field_validator("retention_at", "general_at")
+    @classmethod
+    def _edit_counts(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError(f"edit counts must be >= 1, got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"has duplicates: {v}")
+        return sorted(v)
+
+    @model_validator(mode="after")
+    def _collapse_needs_general(self) -> ScheduleSpec:
+        if self.collapse_perplexity is not None and not (self.general_every or self.general_at):
+            raise ValueError(
+                "collapse_perplexity needs perplexity measured: set general_every or general_at"
+            )
+        return self
 
 
 class GridSpec(Section):
@@ -251,10 +316,13 @@ def resolve(raw: dict[str, Any], source: str = "config") -> StudyConfig:
             raise InputError(
                 f"edit set {name!r} is not defined under edit_sets", file=source, field="grid"
             )
-    if cfg.protocol.name == "single" and (cfg.schedule.final or cfg.schedule.retention_every):
+    sched = cfg.schedule
+    if cfg.protocol.name == "single" and (
+        sched.final or sched.retention_every or sched.retention_at
+    ):
         raise InputError(
             "protocol 'single' reverts every edit: only 'immediate' and 'general' schedules "
-            "apply (set final: false, retention_every: 0)",
+            "apply (set final: false, retention_every: 0, no retention_at)",
             file=source,
             field="schedule",
         )

@@ -7,10 +7,16 @@ from a fresh load, the cumulative Delta from the checkpoint). A step whose edit 
 is refused by the Delta guard: it is recorded as failed and the model and editor stay as they
 were before the step. Every step reseeds the RNGs from (seed, method, step); each row has a `key`,
 and rows already stored are not written again when a step is redone after a kill.
+
+Long studies: retention schedules may measure a fixed seeded sample of the edits so far
+(`schedule.retention_sample`; the summary row records the sample and 95% intervals), and a job
+whose perplexity passes `schedule.collapse_perplexity` writes a `collapsed` row, checkpoints
+that step as collapsed and stops; a resumed run finds the mark and does nothing more for it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import zlib
@@ -26,12 +32,12 @@ from editrisk.editors import get_editor
 from editrisk.editors.base import Editor
 from editrisk.engine.checkpoint import latest_checkpoint, save_checkpoint
 from editrisk.engine.config import StudyConfig
-from editrisk.engine.plan import Job, Protocol, Schedule, Step
+from editrisk.engine.plan import Job, Protocol, Schedule, Step, retention_sample
 from editrisk.engine.store import RunDir
 from editrisk.errors import EditriskError
 from editrisk.families.base import Family, Row
 from editrisk.files import under
-from editrisk.interpolation import points
+from editrisk.interpolation import path_label, points
 
 Progress = Callable[[str, int, int], None]
 
@@ -113,6 +119,10 @@ class JobRunner:
         fam.warm(self.editor)
         start, cum = 0, Delta()
         ck = latest_checkpoint(self.folder)
+        if ck is not None and ck.meta.get("collapsed"):
+            if progress is not None:  # stopped for good at that step: nothing left to do
+                progress(self.job.id, n, n)
+            return
         if ck is not None:
             start, cum = ck.step, ck.cumulative
             self.editor.load_state_dict(ck.editor_state)
@@ -123,10 +133,19 @@ class JobRunner:
             if start == 0:
                 self.record(self.unedited_rows())
             for step in self.steps[start:]:
-                cum = self._step(step, cum)
-                if step.index % self.cfg.checkpoint_every == 0 or step.index == len(self.steps):
+                cum, collapsed = self._step(step, cum)
+                if (
+                    collapsed
+                    or step.index % self.cfg.checkpoint_every == 0
+                    or step.index == len(self.steps)
+                ):
                     meta = {"job": self.job.id, "seed": self.job.seed}
+                    meta |= {"collapsed": True} if collapsed else {}
                     save_checkpoint(self.folder, step.index, cum, self.editor.state_dict(), meta)
+                if collapsed:
+                    if progress is not None:
+                        progress(self.job.id, n, n)
+                    break
                 if progress is not None:
                     progress(self.job.id, sum(len(s.requests) for s in self.steps[: step.index]), n)
         finally:
@@ -147,7 +166,7 @@ class JobRunner:
     def unedited_measurements(self) -> list[tuple[str, list[Any]]]:
         """What step 0 measures: the edit set, and general ability when scheduled."""
         whats: list[tuple[str, list[Any]]] = [("edits", list(self.requests))]
-        if self.schedule.general_every:
+        if self.schedule.measures_general:
             whats.append(("general", []))
         return whats
 
@@ -160,9 +179,9 @@ class JobRunner:
             out.append({**base, **r, "key": _key(k0, what, r["kind"], *sub)})
         return out
 
-    def _step(self, step: Step, cum: Delta) -> Delta:
+    def _step(self, step: Step, cum: Delta) -> tuple[Delta, bool]:
         """One editor call, its diagnostics and the evaluations due; returns the new
-        cumulative Delta (the old one when the step failed)."""
+        cumulative Delta (the old one when the step failed) and whether the job collapsed."""
         job, dg = self.job, self.cfg.diagnostics
         _seed_all(step_seed(job.seed, job.method, step.index))
         base = {**self.common, "step": step.index, "edits": step.edits_after}
@@ -192,20 +211,43 @@ class JobRunner:
                      "edits_in_step": len(step.requests),
                      "key": _key(job.id, step.index, "timing")})  # fmt: skip
         rows += self.evaluations(step, base, new)
+        collapse = self.collapse_row(rows, base, new)
+        rows += [collapse] if collapse else []
         self.record(rows)
         if not self.protocol.accumulates:
             self.state.reset()
             self.editor.reset()
-            return Delta()
-        return new
+            return Delta(), collapse is not None
+        return new, collapse is not None
+
+    def collapse_row(self, rows: list[Row], base: Row, cum: Delta) -> Row | None:
+        """The `collapsed` row when a general evaluation of the whole edit (largest alpha)
+        measured a perplexity past `schedule.collapse_perplexity` (a non-finite one too)."""
+        limit = self.schedule.collapse_perplexity
+        if limit is None:
+            return None
+        whole, alpha = path_label(cum), max(self.cfg.grid.alpha)
+        for r in rows:
+            if r.get("kind") != "general" or r.get("path") != whole or r.get("alpha") != alpha:
+                continue
+            ppl = r.get("perplexity")
+            if isinstance(ppl, (int, float)) and not (math.isfinite(ppl) and ppl <= limit):
+                return {**base, "schedule": r["schedule"], "path": whole, "alpha": alpha,
+                        "kind": "collapsed", "perplexity": ppl, "threshold": limit,
+                        "key": _key(self.job.id, base["step"], "collapsed")}  # fmt: skip
+        return None
 
     def evaluations(self, step: Step, base: Row, cum: Delta) -> list[Row]:
         """Every schedule due after `step`, at every alpha of the grid along every 1-LI path
         (schedules due together on the same requests are measured once)."""
-        due = self.schedule.due(step.index, len(self.steps))
+        due = self.schedule.due(step.index, len(self.steps), step.edits_before, step.edits_after)
         if not due:
             return []
         so_far = self.requests[: step.edits_after] if self.protocol.accumulates else step.requests
+        picked = retention_sample(
+            len(self.requests), len(so_far), self.schedule.retention_sample, self.job.seed
+        )
+        sample = [so_far[i] for i in picked]
         rows: list[Row] = []
         each = self.cfg.grid.paths == "each"
         for path, alpha, scaled in points(cum, self.cfg.grid.alpha, each):
@@ -216,14 +258,45 @@ class JobRunner:
                     what, reqs = "general", []
                 else:
                     what = "edits"
-                    reqs = step.requests if sched == "immediate" else so_far
+                    reqs = {"immediate": step.requests, "final": so_far}.get(sched, sample)
                 ids = (what, tuple(self.fam.request_id(r) for r in reqs))
                 if ids not in memo:
                     memo[ids] = self.fam.evaluate(what, reqs)
+                    if sched.startswith("retention@") and self.schedule.retention_sample:
+                        memo[ids] = with_intervals(memo[ids], len(reqs), len(so_far))
                 b = {**base, "schedule": sched, "path": path, "alpha": alpha}
                 rows += self._rows(b, memo[ids], what)
         self.state.show(cum)
         return rows
+
+
+def with_intervals(rows: list[Row], n: int, population: int) -> list[Row]:
+    """`rows` of a retention evaluation of `n` sampled edits out of `population`, the summary
+    row recording the sample (`sample`, `sample_of`) and, for every metric the request rows
+    carry, the half-width of its 95% interval (`<metric>.ci95`: normal approximation with the
+    finite-population correction, so 0 when the sample is every edit; absent without request
+    rows)."""
+    requests = [r for r in rows if r.get("kind") == "request"]
+    out = []
+    for r in rows:
+        if r.get("kind") == "summary":
+            r = {**r, "sample": n, "sample_of": population}
+            fpc = (population - n) / (population - 1) if population > 1 else 0.0
+            for k, v in list(r.items()):
+                if k in ("n", "sample", "sample_of") or not _number(v):
+                    continue
+                vals = [q[k] for q in requests if _number(q.get(k))]
+                if len(vals) < 2:
+                    continue
+                mean = sum(vals) / len(vals)
+                var = sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)
+                r[f"{k}.ci95"] = 1.96 * math.sqrt(var / len(vals) * max(fpc, 0.0))
+        out.append(r)
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def accumulate(cum: Delta, step: Delta) -> Delta:
