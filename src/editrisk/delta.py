@@ -171,6 +171,14 @@ class Delta:
         edited = [*self.updates, *self.codebooks]
         return sorted({ly for n in edited if (ly := self.layer(n)) is not None})
 
+    @property
+    def missed(self) -> list[dict[str, Any]]:
+        """The requests whose edit did not take, as `editrisk.edit` (or `editrisk edit`)
+        checked them when the delta was made (`metadata['check']`; editrisk.api.MISS_RULE);
+        empty when unchecked."""
+        check = self.metadata.get("check") or {}
+        return [o for o in check.get("requests", []) if not o.get("took")]
+
     def with_layers(self, layer_index: Callable[[str], int | None]) -> Delta:
         """This delta, its parameters and codebooks labelled with the layer index
         `layer_index` gives."""

@@ -153,9 +153,33 @@ def edit(
             pt,
         )
     console.print(table)
+    _warn_missed(editor, reqs, delta, p_before, p_after)
     if save_delta is not None:
         delta.save(save_delta)
         console.print(f"delta saved to {save_delta}")
+
+
+def _warn_missed(editor: str, reqs: list[Any], delta: Any, before: Any, after: Any) -> None:
+    """Record in `delta` whether each request's edit took (from the scores the table
+    shows) and warn about those that missed (editrisk.api.MISS_RULE)."""
+    from editrisk.api import edit_outcomes, record_outcomes
+
+    missed = record_outcomes(delta, edit_outcomes(reqs, before, after))
+    if not missed:
+        return
+    console.print(
+        f"warning: the edit did not take for {len(missed)} of {len(reqs)} request(s) "
+        "(P(new) must rise and end above P(true); without a true target, target_new must "
+        "become the greedy continuation):",
+        style="yellow", markup=False, highlight=False,
+    )  # fmt: skip
+    for o in missed:
+        console.print(f"  {o.describe()}", style="yellow", markup=False, highlight=False)
+    console.print(
+        f"  {editor}: try more steps, a larger learning rate or another layer "
+        "(--set key=value)",
+        style="yellow", markup=False, highlight=False,
+    )  # fmt: skip
 
 
 @cli_errors
