@@ -49,6 +49,7 @@ EDITORS = {
     "prune": dict(base="rome", layers=(1,), base_hparams=ROME_FAST),
     "encore": dict(FAST, layers=(1,), stop_on="argmax"),
     "nse": dict(FAST, layers=(1,), neuron_mass=0.8),
+    "ultraedit": dict(layers=(1,), lr=0.01),
 }
 # Single-token targets: a random tiny model can be pushed far on one token, not on a phrase.
 REQS = [
@@ -66,9 +67,11 @@ def _prob(h, reqs=REQS):
 
 
 @pytest.mark.parametrize("editor", list(EDITORS))
-def test_editor_invariants(tiny, editor: str) -> None:
+def test_editor_invariants(tiny_family, editor: str) -> None:
     """Edit leaves the model untouched, changes only its layers' weights, reverts bitwise,
-    and (but for AlphaEdit, checked below) raises the target's probability."""
+    and (but for AlphaEdit, checked below) raises the target's probability. On every
+    built-in family: the editor x architecture table."""
+    tiny = tiny_family
     before = _state(tiny)
     expected = {tiny.arch.weight_name("mlp_out", layer) for layer in EDITORS[editor]["layers"]}
     for req in REQS:

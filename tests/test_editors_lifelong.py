@@ -356,3 +356,123 @@ def test_a_codebook_edit_is_not_exported_as_weights(tmp_path) -> None:
     with pytest.raises(EditriskError, match="codebook .* changes no weight"):
         export_model(h, delta, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+ULTRA = dict(layers=(1,), lr=0.01)
+
+
+def _ultra_features(h, req, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and d(target NLL)/d(output) of the MLP output projection at every position of
+    prompt + target, computed here without the editor: the projection's weight made
+    trainable for one backward pass, its output's gradient kept."""
+    from editrisk.hooks import Trace
+    from editrisk.tokens import prompt_ids, target_ids
+
+    prompt, target = prompt_ids(h.tokenizer, req.rendered), target_ids(h.tokenizer, req.target_new)
+    ids = torch.tensor([prompt + target[:-1]])
+    name = h.arch.name("mlp_out", layer)
+    weight = h.model.get_submodule(name).weight
+    weight.requires_grad_(True)
+    try:
+        with Trace(h.model, [name], retain_input=True, detach=False) as tr:
+            logits = h.model(input_ids=ids).logits[0, len(prompt) - 1 :]
+        out = tr[name].output
+        out.retain_grad()
+        torch.nn.functional.cross_entropy(logits.float(), torch.tensor(target)).backward()
+    finally:
+        weight.requires_grad_(False)
+        weight.grad = None
+    return tr[name].input[0].detach().double(), out.grad[0].double()
+
+
+def test_ultraedit_update_is_the_normalised_ridge_solve(tiny) -> None:
+    """A fresh editor's update equals the method computed here from scratch: features
+    z = [k, g] normalised by their own mean and (unbiased) deviation, pseudo-values
+    -lr ||k_hat||^2 g_hat, and the ridge regression from the raw keys to them, solved in the
+    d_in x d_in form (the editor solves the n x n form)."""
+    req, lr, ridge, eps = REQS[0], 0.01, 1.0, 1e-6
+    keys, grads = _ultra_features(tiny, req, 1)
+    z = torch.cat([keys, grads], 1)
+    z_hat = (z - z.mean(0)) / (z.std(0) + eps)
+    k_hat, g_hat = z_hat[:, : keys.shape[1]], z_hat[:, keys.shape[1] :]
+    values = -lr * (k_hat**2).sum(1, keepdim=True) * g_hat
+    gram = keys.T @ keys + ridge * torch.eye(keys.shape[1], dtype=torch.float64)
+    want = torch.linalg.solve(gram, keys.T @ values).T  # (out, in)
+    delta = get_editor("ultraedit", ULTRA).edit(tiny, [req])
+    (name,) = delta.names
+    got = delta.dense(name).double()
+    got = got.T if tiny.arch.spec.mlp_out_transposed else got
+    assert float(want.abs().max()) > 0
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+
+
+def test_ultraedit_runs_no_optimisation(tiny, monkeypatch) -> None:
+    """One forward pass per request, whatever the settings (no steps to set), and no
+    optimiser: the update is computed in closed form from one gradient."""
+    calls = []
+    handle = tiny.model.register_forward_pre_hook(lambda *_: calls.append(1))
+
+    def no_optimiser(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("UltraEdit must not build an optimiser")
+
+    monkeypatch.setattr(torch.optim, "Adam", no_optimiser)
+    monkeypatch.setattr(torch.optim, "SGD", no_optimiser)
+    try:
+        for lr, reqs in [(0.01, REQS[:1]), (1.0, REQS), (1e-4, REQS)]:
+            calls.clear()
+            get_editor("ultraedit", ULTRA, lr=lr).edit(tiny, reqs)
+            assert len(calls) == len(reqs)
+    finally:
+        handle.remove()
+    with pytest.raises(EditriskError, match="unknown hyperparameter"):
+        get_editor("ultraedit", steps=10)
+
+
+def test_ultraedit_lifelong_statistics_are_those_of_all_features(tiny) -> None:
+    """After two turns the running statistics are the mean and deviation of both turns'
+    features at once; the state's size after 1 and after 5 turns is the same."""
+    from editrisk.editors.ultraedit import RunningMoments
+
+    ed = get_editor("ultraedit", ULTRA)
+    feats = [torch.cat(ed.features(tiny, r, [1])[1], 1) for r in REQS]
+    for r in REQS:
+        ed.edit(tiny, [r])
+    both = torch.cat(feats)
+    stats = ed.moments[1]
+    assert int(stats.count) == both.shape[0]
+    torch.testing.assert_close(stats.mean, both.mean(0))
+    torch.testing.assert_close(stats.std(), both.std(0))
+    one = RunningMoments(both.shape[1])
+    for chunk in torch.split(both, 3):  # any split of the rows: the same statistics
+        one.add(chunk)
+    torch.testing.assert_close(one.tensors(), stats.tensors())
+
+    sizes = []
+    ed = get_editor("ultraedit", dict(ULTRA, layers=(1, 2)))
+    for i in range(5):
+        delta = ed.edit(tiny, [REQS[i % 2]])
+        delta.apply(tiny.model, backup=False)
+        if i in (0, 4):
+            sizes.append({k: tuple(v.shape) for k, v in ed.state_dict().items()})
+    assert sizes[0] == sizes[1] and len(sizes[0]) == 2
+
+
+def test_ultraedit_state_round_trip(tiny) -> None:
+    """A clone loaded with the editor's state makes the same next edit (a fresh editor, with
+    other statistics, does not); bad state is refused."""
+    ed = get_editor("ultraedit", ULTRA)
+    for r in REQS:
+        ed.edit(tiny, [r]).apply(tiny.model, backup=False)
+    clone = get_editor("ultraedit", ULTRA)
+    clone.load_state_dict(ed.state_dict())
+    assert all(torch.equal(clone.state_dict()[k], v) for k, v in ed.state_dict().items())
+    nxt = [e.edit(tiny, REQS[:1]) for e in (ed, clone, get_editor("ultraedit", ULTRA))]
+    (name,) = nxt[0].names
+    assert torch.equal(nxt[0].dense(name), nxt[1].dense(name))
+    assert not torch.allclose(nxt[0].dense(name), nxt[2].dense(name))
+    clone.reset()
+    assert clone.state_dict() == {}
+    with pytest.raises(EditriskError, match="not an UltraEdit state"):
+        clone.load_state_dict({"sums.1": torch.zeros(3, 4)})
+    with pytest.raises(EditriskError, match="not UltraEdit statistics"):
+        clone.load_state_dict({"moments.1": torch.zeros(4)})

@@ -71,7 +71,8 @@ def _close(a: object, b: object) -> bool:
 
 # Editors against the decline: PRUNE (memory across steps) and RECT post-process a base
 # editor's update; GRACE's edits are codebooks, composed across steps and checkpointed;
-# ENCORE is MEMIT with early stopping and a norm constraint; NSE rewinds its own total.
+# ENCORE is MEMIT with early stopping and a norm constraint; NSE rewinds its own total;
+# UltraEdit carries its running feature statistics across steps.
 MEMIT_FAST = {k: v for k, v in FAST.items() if k != "layers"}
 LIFELONG = [
     {"name": "prune", "hparams": {"base": "memit", "layers": [1], "base_hparams": MEMIT_FAST}},
@@ -79,6 +80,7 @@ LIFELONG = [
     {"name": "grace", "hparams": {"layers": [1], "steps": 8}},
     {"name": "encore", "hparams": {**FAST, "stop_on": "argmax"}},
     {"name": "nse", "hparams": FAST},
+    {"name": "ultraedit", "hparams": {"layers": [1], "lr": 0.01}},
 ]
 
 
