@@ -58,6 +58,16 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "nse": {"mass 0.8": {}, "mass 0.5": {"neuron_mass": 0.5}},
     "grace": {"radius 1": {}, "radius 4": {"radius": 4.0}, "radius 16": {"radius": 16.0}},
     "prune": {"stop 0.05": {}, "stop 0.3": {"base_hparams": {"stop_loss": 0.3}}},
+    # UltraEdit: the pseudo-values' step size, around the default over 2 orders of magnitude
+    # (its output shift per layer grows as lr * d_in * sqrt(d_out); no number transfers from
+    # the papers' 7B-27B models).
+    "ultraedit": {
+        "lr 1e-4": {},
+        "lr 1e-5": {"lr": 1e-5},
+        "lr 3e-5": {"lr": 3e-5},
+        "lr 3e-4": {"lr": 3e-4},
+        "lr 1e-3": {"lr": 1e-3},
+    },
 }
 # Editors scored only when asked for (`--editors`): the new six take hours on 2 shared cores.
 DEFAULT_EDITORS = ("rome", "memit", "alphaedit", "d4s")
