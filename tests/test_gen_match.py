@@ -16,6 +16,7 @@ from editrisk.engine.config import resolve
 from editrisk.engine.store import RunDir
 from editrisk.errors import InputError
 from editrisk.evaluation.metrics import (
+    Sampling,
     edit_generations,
     edit_metrics,
     first_sentence,
@@ -66,6 +67,72 @@ def test_batched_generation_equals_one_prompt_at_a_time(tiny) -> None:
     prompts = ["The capital of France is", "Peru is in", "The capital of France is", "Oslo"]
     batched = greedy_continuations(tiny, prompts, 6, batch_size=2)
     assert batched == [tiny.generate(p, 6) for p in prompts]
+
+
+def test_sampled_generation_is_seeded_per_prompt_not_per_batch(tiny) -> None:
+    """A prompt's sampled text depends on the seed and the prompt only: the same in any batch,
+    the same on a rerun, and (at a high temperature) different for another seed."""
+    prompts = ["The capital of France is", "Peru is in", "Oslo", "The capital of France is"]
+    hot = Sampling(temperature=5.0, top_p=1.0, seed=3)
+    batched = greedy_continuations(tiny, prompts, 5, batch_size=3, sampling=hot)
+    alone = [greedy_continuations(tiny, [p], 5, sampling=hot)[0] for p in prompts]
+    assert batched == alone == greedy_continuations(tiny, prompts, 5, sampling=hot)
+    other = greedy_continuations(tiny, prompts, 5, sampling=Sampling(5.0, 1.0, seed=4))
+    assert other != batched
+    assert batched != greedy_continuations(tiny, prompts, 5)  # not the greedy text
+
+
+def test_sampling_draws_from_the_nucleus(tiny) -> None:
+    """A nucleus of one token is greedy; a nucleus of the top two draws only those two, both;
+    no nucleus at a high temperature draws widely."""
+    prompt = "The capital of France is"
+    with torch.no_grad():
+        logits = tiny.model(**tiny.encode([prompt])).logits[0, -1].float()
+    probs, order = torch.softmax(logits, -1).sort(descending=True)
+    assert probs[1] > 0.5 * probs[0]  # the top two are close enough to both be drawn
+    text = [tiny.tokenizer.decode([int(t)]) for t in order[:2]]
+    assert text[0] != text[1]
+
+    def first(s: Sampling) -> str:
+        return greedy_continuations(tiny, [prompt], 1, sampling=s)[0]
+
+    greedy = greedy_continuations(tiny, [prompt], 1)[0]
+    assert {first(Sampling(1.0, 1e-6, seed)) for seed in range(5)} == {greedy}
+    two = float(probs[0] + 0.5 * probs[1])  # holds the first, needs the second
+    drawn = [first(Sampling(1.0, two, seed)) for seed in range(40)]
+    assert set(drawn) == set(text)
+    wide = {first(Sampling(50.0, 1.0, seed)) for seed in range(40)}
+    assert len(wide) >= 20
+
+
+def test_sampled_convention_is_labelled_and_reads_its_own_generations(tiny) -> None:
+    req = EditRequest("France", "The capital of {} is", "Rome", "Paris", id="r0")
+    said = {req.rendered: " Rome."}
+    (row,) = edit_metrics(
+        tiny, [req], conventions=["gen_match", "gen_match_sampled"],
+        generations={req.rendered: " Paris."}, sampled=said,
+    )  # fmt: skip
+    assert row["efficacy.gen_match"] == 0.0 and row["efficacy.gen_match_sampled"] == 1.0
+    sampled = edit_generations(tiny, [req], 4, sampling=Sampling(seed=1))
+    (row,) = edit_metrics(tiny, [req], conventions=["gen_match_sampled"])
+    assert set(row) == {"id", "efficacy.gen_match_sampled", "generalization.gen_match_sampled",
+                        "specificity.gen_match_sampled"}  # fmt: skip
+    assert row["efficacy.gen_match_sampled"] == float(
+        gen_match(edit_generations(tiny, [req], sampling=Sampling())[req.rendered], "Rome", "Paris")
+    )
+    assert (
+        sampled[req.rendered]
+        == greedy_continuations(
+            tiny, [req.rendered], 4, until_sentence_end=True, sampling=Sampling(seed=1)
+        )[0]
+    )
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0.0}, {"temperature": float("nan")},
+                                 {"top_p": 0.0}, {"top_p": 1.5}])  # fmt: skip
+def test_sampling_settings_are_validated(bad) -> None:
+    with pytest.raises(ValueError):
+        Sampling(**bad)
 
 
 def test_generation_stops_after_the_first_sentence_without_changing_it(tiny) -> None:

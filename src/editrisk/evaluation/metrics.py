@@ -10,6 +10,9 @@ Conventions (keys are `<metric>.<convention>`):
   (`GEN_MATCH_TOKENS` new tokens) states the wanted answer in its first sentence and no longer
   states the unwanted one (`gen_match()` documents the matcher), averaged over prompts. The
   three above are teacher-forced and flatter editors; this one asks the model to answer.
+- `gen_match_sampled`: the same verdict on a sampled continuation (`Sampling`: temperature,
+  nucleus, seed). Each prompt draws from its own generator, seeded by the seed and the prompt's
+  text, so a verdict does not depend on the batch or on the other prompts evaluated.
 
 Metrics: `efficacy` (rewrite prompt; wanted target_new over target_true), `generalization`
 (paraphrases; same comparison), `specificity` (neighbour prompts; wanted the neighbour's own
@@ -30,6 +33,7 @@ import dataclasses
 import math
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -41,7 +45,8 @@ from editrisk.tokens import prompt_ids, target_ids
 
 Pair = tuple[str, str]
 TEACHER_FORCED = ("prob_compare", "prob_margin", "token_acc")
-CONVENTIONS = (*TEACHER_FORCED, "gen_match")
+GENERATED = ("gen_match", "gen_match_sampled")
+CONVENTIONS = (*TEACHER_FORCED, *GENERATED)
 EDIT_METRICS = ("efficacy", "generalization", "specificity")
 GEN_MATCH_TOKENS = 16  # greedy tokens per prompt for gen_match: room for a short answer sentence
 
@@ -115,28 +120,52 @@ def edit_scores(
     return dict(zip(pairs, score_pairs(h, pairs, batch_size)))
 
 
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How `gen_match_sampled` samples: softmax at `temperature`, restricted to the smallest
+    set of tokens holding `top_p` of the probability (nucleus), drawn with `seed`."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
 def edit_generations(
     h: ModelHandle,
     requests: Sequence[EditRequest],
     max_new_tokens: int = GEN_MATCH_TOKENS,
     batch_size: int = 32,
+    sampling: Sampling | None = None,
 ) -> dict[str, str]:
-    """Greedy continuation of every prompt of `edit_prompts` over `requests`, in one batched
-    pass (prompt -> new text), each up to the end of its first sentence (all gen_match reads)."""
+    """Continuation of every prompt of `edit_prompts` over `requests` (greedy, or sampled with
+    `sampling`), in one batched pass (prompt -> new text), each up to the end of its first
+    sentence (all gen_match reads)."""
     prompts = list(dict.fromkeys(p for r in requests for p in edit_prompts(r)))
-    texts = greedy_continuations(h, prompts, max_new_tokens, batch_size, until_sentence_end=True)
+    texts = greedy_continuations(
+        h, prompts, max_new_tokens, batch_size, until_sentence_end=True, sampling=sampling
+    )
     return dict(zip(prompts, texts))
 
 
 def _gen_matches(
-    r: EditRequest, gens: dict[str, str], items: Sequence[tuple[str, str, str | None]], prefix: str
+    r: EditRequest,
+    gens: dict[str, str],
+    items: Sequence[tuple[str, str, str | None]],
+    prefix: str,
+    convention: str = "gen_match",
 ) -> dict[str, float | None]:
-    """`<prefix>.gen_match`: mean verdict over (prompt, wanted, unwanted) items."""
+    """`<prefix>.<convention>`: mean gen_match verdict over (prompt, wanted, unwanted) items."""
     verdicts = [
         float(gen_match(gens[p], r.forms(w), r.forms(u) if u is not None else None))
         for p, w, u in items
     ]
-    return {f"{prefix}.gen_match": _mean(verdicts)}
+    return {f"{prefix}.{convention}": _mean(verdicts)}
 
 
 def edit_metrics(
@@ -147,6 +176,7 @@ def edit_metrics(
     conventions: Sequence[str] = TEACHER_FORCED,
     generations: dict[str, str] | None = None,
     questions: Sequence[str] = (),
+    sampled: dict[str, str] | None = None,
 ) -> list[dict[str, float | None]]:
     """Per request: efficacy, generalization, specificity and each question kind of
     `questions` (none by default: WorldFacts' questions make teacher-forced scoring 2.3-2.6x
@@ -154,7 +184,8 @@ def edit_metrics(
 
     Teacher-forced conventions score all pairs of all requests in one batched pass (or take
     them from `scores`, an `edit_scores` of the same requests); `gen_match` generates from all
-    prompts in one batched pass (or reads `generations`, an `edit_generations`). A metric
+    prompts in one batched pass (or reads `generations`, an `edit_generations`), and
+    `gen_match_sampled` likewise with the default `Sampling` (or reads `sampled`). A metric
     without prompts (or a comparison without an unwanted answer) is None; question kinds are
     measured on requests that carry questions.
     """
@@ -167,6 +198,10 @@ def edit_metrics(
         scores = edit_scores(h, requests, batch_size)
     if "gen_match" in conventions and generations is None:
         generations = edit_generations(h, requests, batch_size=batch_size)
+    if "gen_match_sampled" in conventions and sampled is None:
+        sampled = edit_generations(h, requests, batch_size=batch_size, sampling=Sampling())
+    generated = [(c, g) for c, g in (("gen_match", generations), ("gen_match_sampled", sampled))
+                 if c in conventions and g is not None]  # fmt: skip
     keep = {f"{m}.{c}" for m in (*EDIT_METRICS, *questions) for c in conventions}
     rows = []
     for r in requests:
@@ -190,8 +225,8 @@ def edit_metrics(
                         name,
                     )
                 )
-            if generations is not None and "gen_match" in conventions:
-                row.update(_gen_matches(r, generations, items, name))
+            for convention, gens in generated:
+                row.update(_gen_matches(r, gens, items, name, convention))
         rows.append({"id": r.id, **{k: v for k, v in row.items() if k in keep}})
     return rows
 
@@ -340,12 +375,19 @@ def generation_metrics(
 GENERATION_TOKENS = 8  # greedy tokens per edited prompt: a few words, cheap at every check
 
 
+def prompt_seed(seed: int, prompt: str) -> int:
+    """The sampling seed of one prompt: the run's seed and the prompt's text (stable across
+    processes, unlike `hash`)."""
+    return (seed * 0x9E3779B1 + zlib.crc32(prompt.encode("utf-8"))) % 2**63
+
+
 def greedy_continuations(
     h: ModelHandle,
     prompts: Sequence[str],
     max_new_tokens: int,
     batch_size: int = 32,
     until_sentence_end: bool = False,
+    sampling: Sampling | None = None,
 ) -> list[str]:
     """Greedy completions (new text only) of `prompts`: each distinct prompt once, batched in
     token-length order with left padding, reusing each step's keys and values (`generate`'s
@@ -353,9 +395,34 @@ def greedy_continuations(
 
     `until_sentence_end`: a row stops once its first sentence is over (its end and one more
     character are out: `first_sentence` can no longer change), and a batch once all its rows
-    have; the text is then a prefix of the full completion with the same first sentence."""
+    have; the text is then a prefix of the full completion with the same first sentence.
+    `sampling`: sample instead, each row from its own generator (`prompt_seed`), so a prompt's
+    text is the same whatever batch it is in."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import (
+        LogitsProcessor,
+        LogitsProcessorList,
+        StoppingCriteria,
+        StoppingCriteriaList,
+    )
+
+    class SeededSampler(LogitsProcessor):
+        """Draws each row's next token from its own generator and leaves only that token
+        possible, so `generate`'s greedy step takes it."""
+
+        def __init__(self, chunk: Sequence[str], s: Sampling) -> None:
+            self.s = s
+            self.gens = [torch.Generator().manual_seed(prompt_seed(s.seed, p)) for p in chunk]
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            probs = torch.softmax(scores.float() / self.s.temperature, dim=-1).cpu()
+            out = torch.full_like(scores, -math.inf)
+            for i, g in enumerate(self.gens):
+                p, order = probs[i].sort(descending=True)
+                keep = int((p.cumsum(0) < self.s.top_p).sum()) + 1  # smallest set >= top_p
+                pick = torch.multinomial(p[:keep], 1, generator=g)
+                out[i, order[pick]] = 0.0
+            return out
 
     class SentenceOver(StoppingCriteria):
         def __init__(self, start: int) -> None:
@@ -378,6 +445,7 @@ def greedy_continuations(
             batch = {k: v.to(h.device) for k, v in batch.items()}
             start = batch["input_ids"].shape[1]
             stop = StoppingCriteriaList([SentenceOver(start)] if until_sentence_end else [])
+            sample = LogitsProcessorList([SeededSampler(chunk, sampling)] if sampling else [])
             with torch.no_grad():
                 ids = h.model.generate(
                     **batch,
@@ -386,6 +454,7 @@ def greedy_continuations(
                     use_cache=True,
                     pad_token_id=tok.pad_token_id,
                     stopping_criteria=stop,
+                    logits_processor=sample,
                 )
             new = ids[:, start:]
             by_prompt.update(zip(chunk, tok.batch_decode(new, skip_special_tokens=True)))
