@@ -48,10 +48,16 @@ VISION_ARCHITECTURES: dict[str, VisionArch] = {
 
 
 def vision_arch_for(family: str) -> VisionArch:
-    """The table entry for `family`, or a clear error listing the known ones."""
+    """The table entry for `family` (a built-in family, or a standard model in torchvision's
+    layout such as vgg16 or resnet50: `editrisk.vision.zoo`), or a clear error listing them."""
+    from editrisk.vision.zoo import STANDARD_MODELS, standard_arch
+
+    if family in STANDARD_MODELS:
+        return standard_arch(family)
     try:
         return VISION_ARCHITECTURES[family]
     except KeyError:
+        known = [*sorted(VISION_ARCHITECTURES), *STANDARD_MODELS]
         raise UnsupportedArchitectureError(
-            f"no vision architecture entry for '{family}'; known: {sorted(VISION_ARCHITECTURES)}"
+            f"no vision architecture entry for '{family}'; known: {known}"
         ) from None
