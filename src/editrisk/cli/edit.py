@@ -187,17 +187,39 @@ def export(
     model: str,
     delta: Path = typer.Option(..., help="Delta file (safetensors) to apply"),
     out: Path = typer.Option(..., help="new folder for the edited model"),
+    peft: bool = typer.Option(
+        False, "--peft", help="write the edit alone as a PEFT LoRA adapter for MODEL"
+    ),
+    rank: int = typer.Option(
+        None, min=1, help="--peft: truncate updates above this rank (the error is reported)"
+    ),
+    request: str = typer.Option(
+        None, help="the edit's requests (file or JSON) for the record and model card"
+    ),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
-    """Write MODEL with DELTA applied as a standard Hugging Face folder."""
-    from editrisk.api import export_model
+    """Write MODEL with DELTA applied as a standard Hugging Face folder, or with --peft the
+    edit as a LoRA adapter; both carry the edit record and a model card (README.md)."""
+    from editrisk.export import export_hf, export_peft
     from editrisk.models import load_model
 
+    if rank is not None and not peft:
+        raise EditriskError("--rank truncates a --peft adapter; add --peft")
+    reqs = _requests(request, None, None, None, None) if request else None
     d = load_delta(delta)
     h = load_model(model, device=device, dtype=dtype)
     d.check_applies(h.model, h.fingerprint(), str(delta))
-    console.print(f"edited model written to {export_model(h, d, out)}")
+    if not peft:
+        console.print(f"edited model written to {export_hf(h, d, out, model, reqs)}")
+        return
+    res = export_peft(h, d, out, rank, model, reqs)
+    for module, err in res.truncated.items():
+        console.print(f"warning: {module} truncated to rank {rank}: relative error {err:.3g}",
+                      style="yellow", markup=False, highlight=False)  # fmt: skip
+    console.print(f"LoRA adapter (rank {res.rank}) written to {res.path}; load it with "
+                  f"peft.PeftModel.from_pretrained(base_model, '{res.path}')",
+                  markup=False, highlight=False)  # fmt: skip
 
 
 @cli_errors
