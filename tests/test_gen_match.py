@@ -261,3 +261,14 @@ def test_conventions_in_run_configs_and_eval(tmp_path: Path) -> None:
     assert summary["reverse.gen_match"] in (0.0, 1.0) and "reverse.prob_compare" not in summary
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "r2"), "--conventions", "exact"])
     assert bad.exit_code == 2 and "'exact'" in bad.stderr and not (tmp_path / "r2").exists()
+    run3 = tmp_path / "run3"
+    sampled = [*args[:-1], str(run3), "--conventions", "gen_match_sampled", "--sample-seed", "2"]
+    assert runner.invoke(app, sampled).exit_code == 0
+    (summary,) = [r for r in RunDir(run3).results.rows() if r["kind"] == "summary"]
+    assert (
+        summary["efficacy.gen_match_sampled"] in (0.0, 1.0) and "efficacy.gen_match" not in summary
+    )
+    assert RunDir(run3).config()["sampling"] == {"temperature": 0.7, "top_p": 0.95, "seed": 2}
+    for opt, value in (("--temperature", "0"), ("--top-p", "1.5")):
+        bad = runner.invoke(app, [*sampled[:-5], str(tmp_path / "r4"), opt, value])
+        assert bad.exit_code == 2 and opt in bad.stderr and not (tmp_path / "r4").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
@@ -109,9 +110,13 @@ def eval_cmd(
     conventions: str = typer.Option(
         "prob_compare,prob_margin,token_acc",
         help="edit-metric conventions, comma-separated: prob_compare, prob_margin, token_acc "
-        "(teacher-forced), gen_match (greedy generation states the wanted answer)",
+        "(teacher-forced), gen_match (greedy generation states the wanted answer), "
+        "gen_match_sampled (the same on a sampled generation)",
     ),
     gen_match_tokens: int = typer.Option(16, min=1, help="gen_match: new tokens per prompt"),
+    temperature: float = typer.Option(0.7, help="gen_match_sampled: softmax temperature (> 0)"),
+    top_p: float = typer.Option(0.95, help="gen_match_sampled: nucleus mass in (0, 1]"),
+    sample_seed: int = typer.Option(0, help="gen_match_sampled: seed (with each prompt's text)"),
     questions: str = typer.Option(
         "", help="question kinds to measure, comma-separated: portability, reverse, subject_other"
     ),
@@ -129,7 +134,8 @@ def eval_cmd(
     writes one row per request and a summary row to the run directory."""
     from editrisk.data import load_requests
     from editrisk.engine.store import RunDir
-    from editrisk.evaluation.metrics import CONVENTIONS
+    from editrisk.errors import InputError
+    from editrisk.evaluation.metrics import CONVENTIONS, GENERATED, Sampling
     from editrisk.evaluation.shifts import check_kinds
     from editrisk.evaluation.suite import EditMetricSpec, evaluate
     from editrisk.models import load_model
@@ -138,10 +144,15 @@ def eval_cmd(
     from editrisk.tokens import check_fits
 
     kinds = check_kinds([k.strip() for k in shift_kinds.split(",") if k.strip()])
+    try:
+        sampling = Sampling(temperature, top_p, sample_seed)
+    except ValueError as e:
+        raise InputError(f"--temperature/--top-p: {e}") from None
     metrics = EditMetricSpec(
         conventions=choices(conventions, CONVENTIONS, "--conventions", empty_ok=False),
         gen_match_tokens=gen_match_tokens,
         questions=choices(questions, QUESTION_KINDS, "--questions", empty_ok=True),
+        sampling=sampling,
     )
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
     held = load_requests(str(heldout)) if heldout else None
@@ -149,7 +160,8 @@ def eval_cmd(
     h = load_model(model, device=device, dtype=dtype)
     if d is not None:
         d.check_applies(h.model, h.fingerprint(), str(delta))
-    reserve = max(gen_tokens, gen_match_tokens if "gen_match" in metrics.conventions else 0)
+    generates = any(c in GENERATED for c in metrics.conventions)
+    reserve = max(gen_tokens, gen_match_tokens if generates else 0)
     for file, rs in ((requests, reqs), (heldout, held or [])):
         check_fits(h.tokenizer, h.context_length, rs, reserve=reserve, model=h.name,
                    file=str(file))  # fmt: skip
@@ -164,6 +176,11 @@ def eval_cmd(
         "conventions": list(metrics.conventions),
         "gen_match_tokens": gen_match_tokens,
         "questions": list(metrics.questions),
+        **(
+            {"sampling": dataclasses.asdict(sampling)}
+            if "gen_match_sampled" in metrics.conventions
+            else {}
+        ),
         "shifts": shift_kinds if shifts else None,
         "heldout": str(heldout) if heldout else None,
         "perplexity": ppl,

@@ -12,6 +12,7 @@ from editrisk.evaluation.general import default_text_sample, heldout_accuracy, p
 from editrisk.evaluation.metrics import (
     GEN_MATCH_TOKENS,
     TEACHER_FORCED,
+    Sampling,
     edit_generations,
     edit_metrics,
     generation_metrics,
@@ -34,11 +35,13 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EditMetricSpec:
-    """Which edit metrics to measure: conventions, gen_match's token budget, question kinds."""
+    """Which edit metrics to measure: conventions, gen_match's token budget and sampling
+    (`gen_match_sampled`), question kinds."""
 
     conventions: Sequence[str] = TEACHER_FORCED
     gen_match_tokens: int = GEN_MATCH_TOKENS
     questions: Sequence[str] = ()
+    sampling: Sampling = Sampling()
 
 
 def _measure(
@@ -54,11 +57,17 @@ def _measure(
     out: EvalResult,
     step: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    gens, requests = None, keep_questions(requests, metrics.questions)
+    gens, sampled, requests = None, None, keep_questions(requests, metrics.questions)
     if "gen_match" in metrics.conventions:
         gens = edit_generations(h, requests, metrics.gen_match_tokens, batch_size)
         step()
-    rows = edit_metrics(h, requests, batch_size, None, metrics.conventions, gens, metrics.questions)
+    if "gen_match_sampled" in metrics.conventions:
+        tokens, how = metrics.gen_match_tokens, metrics.sampling
+        sampled = edit_generations(h, requests, tokens, batch_size, sampling=how)
+        step()
+    rows = edit_metrics(
+        h, requests, batch_size, None, metrics.conventions, gens, metrics.questions, sampled
+    )
     step()
     if gen_tokens > 0:
         for row, g in zip(rows, generation_metrics(h, requests, gen_tokens)):
@@ -111,8 +120,9 @@ def evaluate(
     metrics = metrics or EditMetricSpec()
     kinds = list(PERTURBATIONS) if shifts is True else list(shifts or [])
     states = [("unedited", nullcontext())] + ([("edited", delta.applied(h.model))] if delta else [])
-    stages = 1 + sum(map(bool, ("gen_match" in metrics.conventions, gen_tokens > 0, heldout,
-                                perplexity, kinds)))  # fmt: skip
+    stages = 1 + sum(map(bool, ("gen_match" in metrics.conventions,
+                                "gen_match_sampled" in metrics.conventions, gen_tokens > 0,
+                                heldout, perplexity, kinds)))  # fmt: skip
     done, total = [0], stages * len(states)
 
     def step() -> None:
