@@ -44,8 +44,12 @@ def test_show_real_model_has_30_layers() -> None:
 
 
 def test_version() -> None:
+    """--version prints the installed distribution's version (package metadata)."""
+    from importlib.metadata import version
+
     out = runner.invoke(app, ["--version"])
-    assert out.exit_code == 0 and out.output.strip() == f"editrisk {editrisk.__version__}"
+    assert out.exit_code == 0 and out.output.strip() == f"editrisk {version('editrisk')}"
+    assert editrisk.__version__ == version("editrisk")
 
 
 INLINE = ["--subject", "Paris", "--prompt", "{} is in", "--target-new", "Rome"]

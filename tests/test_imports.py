@@ -153,3 +153,37 @@ def test_finds_a_planted_cycle(tmp_path: Path) -> None:
     assert graph["pkg.cli"] == {"pkg.cli.runs"}
     assert graph["pkg.cli.edit"] == {"pkg.cli._common"}  # relative; the lazy import is no edge
     assert find_cycles(graph) == [["pkg.cli", "pkg.cli.runs", "pkg.cli"]]
+
+
+def test_every_public_name_imports_from_the_package() -> None:
+    """`from editrisk import X` for every name of `__all__`, each from the module `_LAZY` names."""
+    import importlib
+
+    import editrisk
+
+    assert set(editrisk.__all__) - {"__version__"} == set(editrisk._LAZY)
+    for name in editrisk.__all__:
+        value = getattr(editrisk, name)
+        if name != "__version__":
+            assert value is getattr(importlib.import_module(editrisk._LAZY[name]), name)
+    ns: dict[str, object] = {}
+    exec("from editrisk import Delta, edit, load_model, __version__", ns)  # noqa: S102
+    assert ns["Delta"] is editrisk.Delta and isinstance(ns["__version__"], str)
+
+
+def test_import_and_cli_app_do_not_import_torch() -> None:
+    """`import editrisk` and building the CLI (what `editrisk --help` does) stay light: torch,
+    transformers and numpy load only in the commands that need them. A fresh interpreter, so
+    what other tests imported does not count."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, editrisk, editrisk.cli\n"
+        "import typer.main\n"
+        "typer.main.get_command(editrisk.cli.app)\n"
+        "print(','.join(m for m in ('torch', 'transformers', 'numpy', 'safetensors')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported at startup: {out.stdout.strip()}"

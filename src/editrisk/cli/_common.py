@@ -103,7 +103,7 @@ def table(
     t = Table(title=title, caption=caption, show_header=show_header)
     for h in headers:
         if h in wrap:
-            t.add_column(h, overflow="fold", min_width=min(12, max(len(h), 6)))
+            t.add_column(h, overflow="fold", min_width=10)
         else:
             t.add_column(h, no_wrap=True, overflow="ellipsis")
     return t
