@@ -151,3 +151,18 @@ def test_run_reports_job_progress_and_points_at_analyze(tmp_path, monkeypatch) -
     assert cmds == [f"editrisk analyze '{run}'", f"editrisk report '{run}'"]  # quoted: a space
     out = runner.invoke(app, ["run", str(path), "--run-dir", str(run), "--no-progress"])
     assert out.exit_code == 0 and not _progress_lines(out.output)  # resumed: nothing to do
+
+
+def test_edit_table_fits_and_ends_with_eval_and_export_of_the_saved_delta(tmp_path: Path) -> None:
+    reqs, saved = _requests(tmp_path), tmp_path / "d.safetensors"
+    out = runner.invoke(app, ["edit", "tiny-gpt2", "--editor", "ft", "--set", "steps=1",
+                              "--request", str(reqs), "--save-delta", str(saved)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    shown = re.sub(r"[\x00-\x09\x0b-\x1f\x7f]", "", out.output)  # random tiny-model text
+    rows = [line for line in shown.splitlines() if line[:1] in "┏┃┡│└"]
+    assert rows and max(map(len, rows)) <= 80  # CliRunner's console: 80 columns
+    assert len(re.findall(r"│ \d\.\d{3} -> \d\.\d{3} │", out.output)) == 2  # P(new), P(true)
+    where, cmds = _closing(out.output)
+    assert Path(where) == saved and saved.is_file()
+    assert cmds == [f"editrisk eval tiny-gpt2 --requests {reqs} --delta {saved}",
+                    f"editrisk export tiny-gpt2 --delta {saved} --out edited-model"]  # fmt: skip

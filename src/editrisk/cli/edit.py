@@ -10,7 +10,16 @@ import typer
 import yaml
 from rich.table import Table
 
-from editrisk.cli._common import DeviceOpt, DtypeOpt, cli_errors, console, load_delta
+from editrisk.cli._common import (
+    DeviceOpt,
+    DtypeOpt,
+    cli_errors,
+    console,
+    load_delta,
+    next_steps,
+    q,
+    table,
+)
 from editrisk.errors import EditriskError, InputError
 from editrisk.files import read_text
 
@@ -125,38 +134,53 @@ def edit(
                file=_source(request))  # fmt: skip
     pairs = [(r.rendered, r.target_new) for r in reqs]
     trues = [(r.rendered, r.target_true) for r in reqs if r.target_true]
-    before = [h.generate(r.rendered, max_new_tokens) for r in reqs]
-    p_before = score_targets(h, pairs + trues)
-    delta = ed.edit(h, reqs)
-    with delta.applied(h.model):
-        after = [h.generate(r.rendered, max_new_tokens) for r in reqs]
-        p_after = score_targets(h, pairs + trues)
-    table = Table(
-        "prompt",
-        "before",
-        "after",
-        "P(new) before -> after",
-        "P(true) before -> after",
+    from editrisk.progress import report_progress, track
+
+    with report_progress(console, enabled=len(reqs) > 4) as progress:  # a few: no noise
+        before = [h.generate(r.rendered, max_new_tokens)
+                  for r in track(reqs, "generating before", progress)]  # fmt: skip
+        p_before = score_targets(h, pairs + trues)
+        delta = ed.edit(h, reqs)
+        with delta.applied(h.model):
+            after = [h.generate(r.rendered, max_new_tokens)
+                     for r in track(reqs, "generating after", progress)]  # fmt: skip
+            p_after = score_targets(h, pairs + trues)
+    tab = table(
+        "prompt", "before", "after", "P(new)", "P(true)",
+        wrap=("prompt", "before", "after"),
         title=f"{editor} on {h.name}",
-    )
+        caption="probabilities before -> after",
+    )  # fmt: skip
     true_at = {id(r): i for i, r in enumerate(r for r in reqs if r.target_true)}
     for i, r in enumerate(reqs):
         pt = "-"
         if id(r) in true_at:
             j = len(reqs) + true_at[id(r)]
             pt = f"{p_before[j].prob:.3f} -> {p_after[j].prob:.3f}"
-        table.add_row(
+        tab.add_row(
             r.rendered,
             before[i].strip(),
             after[i].strip(),
             f"{p_before[i].prob:.3f} -> {p_after[i].prob:.3f}",
             pt,
         )
-    console.print(table)
+    console.print(tab)
     _warn_missed(editor, reqs, delta, p_before, p_after)
     if save_delta is not None:
         delta.save(save_delta)
         console.print(f"delta saved to {save_delta}")
+        reqs_arg = q(request) if request is not None and _is_file(request) else "REQUESTS.jsonl"
+        next_steps(
+            save_delta,
+            f"editrisk eval {q(model)} --requests {reqs_arg} --delta {q(save_delta)}",
+            f"editrisk export {q(model)} --delta {q(save_delta)} --out edited-model",
+        )
+    else:
+        next_steps(
+            None,
+            "add --save-delta edit.safetensors to keep the edit (then `editrisk eval --delta` "
+            "measures it, `editrisk export` writes the edited model)",
+        )
 
 
 def _warn_missed(editor: str, reqs: list[Any], delta: Any, before: Any, after: Any) -> None:
@@ -211,7 +235,9 @@ def export(
     h = load_model(model, device=device, dtype=dtype)
     d.check_applies(h.model, h.fingerprint(), str(delta))
     if not peft:
-        console.print(f"edited model written to {export_hf(h, d, out, model, reqs)}")
+        folder = export_hf(h, d, out, model, reqs)
+        console.print(f"edited model written to {folder}")
+        next_steps(folder, f"editrisk generate {q(folder)} 'PROMPT'")
         return
     res = export_peft(h, d, out, rank, model, reqs)
     for module, err in res.truncated.items():
