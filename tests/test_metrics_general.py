@@ -1,11 +1,11 @@
-"""General ability: held-out facts, perplexity and the lm-evaluation-harness adapter."""
+"""General ability: held-out facts, perplexity and lm-evaluation-harness on the real model
+(the HFLM path against lm-eval's own `hf` model: tests/test_lm_eval.py)."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +13,6 @@ import torch
 from editrisk.evaluation.general import (
     default_text_sample,
     heldout_accuracy,
-    lm_eval_model,
     perplexity,
     run_lm_eval,
 )
@@ -65,21 +64,6 @@ def test_default_text_sample_is_real_and_deterministic() -> None:
     texts = default_text_sample(40, seed=0)
     assert texts == default_text_sample(40, seed=0) and len(texts) == 5
     assert any("capital" in t or "currency" in t or "city in" in t for t in texts)
-
-
-def test_lm_eval_adapter_loglikelihood(tiny) -> None:
-    pytest.importorskip("lm_eval")
-    lm = lm_eval_model(tiny)
-    reqs = [
-        SimpleNamespace(args=("The capital of France is", " Paris")),
-        SimpleNamespace(args=("Two plus two is ", "four")),
-    ]
-    got = lm.loglikelihood(reqs)
-    ref = score_targets(tiny, [("The capital of France is", "Paris"), ("Two plus two is", "four")])
-    for (lp, greedy), s in zip(got, ref):
-        assert lp == pytest.approx(s.logprob, abs=1e-4) and greedy == all(s.token_correct)
-    out = lm.generate_until([SimpleNamespace(args=("Hello", {"until": ["\n"], "max_gen_toks": 5}))])
-    assert out == [tiny.generate("Hello", 5).split("\n")[0]]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -126,12 +127,21 @@ def eval_cmd(
     ),
     heldout: Path | None = typer.Option(None, help="unedited facts for held-out accuracy"),
     ppl: bool = typer.Option(False, "--perplexity", help="perplexity on a built-in text sample"),
+    lm_eval_tasks: str = typer.Option(
+        "", "--lm-eval", help="lm-evaluation-harness tasks, comma-separated (through its HFLM)"
+    ),
+    lm_eval_limit: float = typer.Option(
+        0, min=0, help="--lm-eval: documents per task (a fraction when below 1; 0: all)"
+    ),
+    lm_eval_fewshot: int = typer.Option(None, min=0, help="--lm-eval: few-shot examples"),
+    lm_eval_include: Path | None = typer.Option(None, help="--lm-eval: a folder of task YAMLs"),
     batch_size: int = typer.Option(32, min=1),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
     """Edit metrics of MODEL (with --delta: of the edited model) on REQUESTS; prints a table and
-    writes one row per request and a summary row to the run directory."""
+    writes one row per request and a summary row to the run directory. --lm-eval adds
+    lm-evaluation-harness tasks to the summary (columns lm_eval.<task>.<metric>)."""
     from editrisk.data import load_requests
     from editrisk.engine.store import RunDir
     from editrisk.errors import InputError
@@ -154,6 +164,12 @@ def eval_cmd(
         questions=choices(questions, QUESTION_KINDS, "--questions", empty_ok=True),
         sampling=sampling,
     )
+    tasks = [t.strip() for t in lm_eval_tasks.split(",") if t.strip()]
+    manager = None
+    if tasks:  # unknown tasks are refused before the model loads
+        from editrisk.evaluation.general import lm_eval_tasks as task_manager
+
+        manager = task_manager(tasks, lm_eval_include)
     reqs = load_requests(str(requests), limit=limit or None)  # bad input stops before any edit
     held = load_requests(str(heldout)) if heldout else None
     d = load_delta(delta) if delta else None
@@ -184,6 +200,18 @@ def eval_cmd(
         "shifts": shift_kinds if shifts else None,
         "heldout": str(heldout) if heldout else None,
         "perplexity": ppl,
+        **(
+            {
+                "lm_eval": {
+                    "tasks": tasks,
+                    "limit": lm_eval_limit or None,
+                    "num_fewshot": lm_eval_fewshot,
+                    "include_path": str(lm_eval_include) if lm_eval_include else None,
+                }
+            }
+            if tasks
+            else {}
+        ),
     }
     with run.writer():
         run.start(
@@ -208,6 +236,9 @@ def eval_cmd(
                 metrics=metrics,
                 progress=progress,
             )
+        if tasks:
+            _add_lm_eval(h, d, result, tasks, manager, lm_eval_limit, lm_eval_fewshot,
+                         batch_size)  # fmt: skip
         method = (d.metadata.get("editor") or "delta") if d else "none"
         ident = {"run": run.path.name, "family": "language", "model": model,
                  "fingerprint": h.fingerprint(), "method": method, "editor": method,
@@ -250,3 +281,30 @@ def eval_cmd(
             f"editrisk interpolate {q(model)} --delta {q(delta)} --request {q(requests)}",
         ]
     next_steps(run.path, *nxt)  # fmt: skip
+
+
+def _add_lm_eval(
+    h: Any, d: Any, result: Any, tasks: list[str], manager: Any, limit: float,
+    fewshot: int | None, batch_size: int,
+) -> None:  # fmt: skip
+    """lm-eval `tasks` on each state `result` measured (unedited; edited with `d`), through
+    lm-eval's HFLM, added to that state's summary (columns lm_eval.<task>.<metric>)."""
+    from editrisk.evaluation.general import lm_eval_columns, run_lm_eval
+
+    for state in list(result.summary):
+        delta = d if state == "edited" else None
+        cols = lm_eval_columns(
+            run_lm_eval(
+                h,
+                tasks,
+                limit=limit or None,
+                batch_size=batch_size,
+                num_fewshot=fewshot,
+                delta=delta,
+                manager=manager,
+            )
+        )
+        result.summary[state].update(cols)
+        for row in result.rows:
+            if row["kind"] == "summary" and row["state"] == state:
+                row.update(cols)

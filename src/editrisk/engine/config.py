@@ -170,8 +170,23 @@ class DiagnosticsSpec(Section):
     condition: bool = Field(False, description="condition number of each edited weight (an SVD)")
 
 
+class LmEvalSpec(Section):
+    """lm-evaluation-harness tasks measured with general ability (language family), through
+    lm-eval's own HFLM wrapper on the model as it stands; columns lm_eval.<task>.<metric>."""
+
+    tasks: list[str] = Field(min_length=1, description="lm-eval task (or group) names")
+    limit: int | float | None = Field(
+        None, gt=0, description="documents per task (a fraction when below 1; none: all)"
+    )
+    num_fewshot: int | None = Field(None, ge=0, description="none: each task's own default")
+    batch_size: int = Field(16, ge=1)
+    include_path: str | None = Field(None, description="a folder of task YAMLs of your own")
+
+
 class StudyConfig(Section):
     """A whole study. `data`, `model` and `evaluation` are checked by the family's schema."""
+
+    OMIT_AT_DEFAULT = frozenset({"lm_eval"})
 
     name: str = "run"
     family: str = "language"
@@ -188,6 +203,7 @@ class StudyConfig(Section):
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
     checkpoint_every: int = Field(1, ge=1)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    lm_eval: LmEvalSpec | None = Field(None, description="lm-eval tasks with general ability")
 
     @field_validator("name")
     @classmethod
@@ -325,6 +341,15 @@ def resolve(raw: dict[str, Any], source: str = "config") -> StudyConfig:
             "apply (set final: false, retention_every: 0, no retention_at)",
             file=source,
             field="schedule",
+        )
+    if cfg.lm_eval is not None and (
+        cfg.family != "language" or not (sched.general_every or sched.general_at)
+    ):
+        raise InputError(
+            "lm-eval tasks are measured with general ability of a language model: set "
+            "schedule.general_every or schedule.general_at",
+            file=source,
+            field="lm_eval",
         )
     return cfg
 

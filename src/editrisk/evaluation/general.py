@@ -1,14 +1,17 @@
-"""General ability of a (possibly edited) model: held-out facts, perplexity, and an adapter
-that lets lm-evaluation-harness evaluate it. Every number comes from `score_targets`."""
+"""General ability of a (possibly edited) model: held-out facts and perplexity (every number
+from `score_targets`), and lm-evaluation-harness tasks through lm-eval's own `HFLM` wrapper
+around the in-memory model, so they compare with published numbers."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from editrisk.delta import Delta
 from editrisk.errors import EditriskError
 from editrisk.evaluation.metrics import score_pairs
 from editrisk.models import ModelHandle
@@ -103,79 +106,107 @@ def default_text_sample(n_sentences: int = 120, seed: int = 0) -> list[str]:
     return [" ".join(sentences[i : i + 8]) for i in range(0, len(sentences), 8)]
 
 
-# -- lm-evaluation-harness adapter ---------------------------------------------------------------
-def lm_eval_model(h: ModelHandle, batch_size: int = 32) -> Any:
-    """An `lm_eval.api.model.LM` backed by `h` (edited or not): pass it to
-    `lm_eval.simple_evaluate(model=...)`. Needs the optional extra: pip install 'editrisk[lm-eval]'.
-
-    Continuations are scored as editrisk scores targets (one leading space), which is exact
-    for lm-eval's usual " answer" continuations; rolling log-likelihoods leave each window's
-    first word unscored.
-    """
+# -- lm-evaluation-harness -----------------------------------------------------------------------
+def lm_eval_model(h: ModelHandle, batch_size: int = 16) -> Any:
+    """lm-evaluation-harness's own `HFLM` around the in-memory model of `h` (edited or not:
+    it reads the weights as they are when it runs), so the numbers are those `lm_eval --model
+    hf` gives on the same weights. Needs the optional extra: pip install 'editrisk[lm-eval]'."""
     try:
-        from lm_eval.api.model import LM
+        from lm_eval.models.huggingface import HFLM
     except ImportError as err:
         raise EditriskError(
-            "the lm-evaluation-harness adapter needs lm-eval: pip install 'editrisk[lm-eval]'"
+            "lm-evaluation-harness is not installed: pip install 'editrisk[lm-eval]'"
         ) from err
+    return HFLM(pretrained=h.model, tokenizer=h.tokenizer, batch_size=batch_size)
 
-    class EditriskLM(LM):
-        def __init__(self) -> None:
-            super().__init__()
-            self.handle = h
 
-        def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:
-            pairs = [(ctx.rstrip(" "), cont) for ctx, cont in (r.args for r in requests)]
-            return [(s.logprob, all(s.token_correct)) for s in score_pairs(h, pairs, batch_size)]
+def lm_eval_tasks(tasks: Sequence[str], include_path: str | Path | None = None) -> Any:
+    """lm-eval's `TaskManager` holding `tasks`, or an error naming those it lacks. Tasks are
+    looked up in `include_path` first (indexing only that folder takes a second; lm-eval's
+    full task list takes half a minute), then among lm-eval's own."""
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError as err:
+        raise EditriskError(
+            "lm-evaluation-harness is not installed: pip install 'editrisk[lm-eval]'"
+        ) from err
+    if not tasks:
+        raise EditriskError("name at least one lm-eval task")
+    if include_path is not None and not Path(include_path).is_dir():
+        raise EditriskError(f"lm-eval include path {include_path} is not a folder")
+    manager = None
+    if include_path is not None:
+        manager = TaskManager(include_path=str(include_path), include_defaults=False)
+    if manager is None or any(t not in manager.all_tasks for t in tasks):
+        manager = TaskManager(include_path=str(include_path) if include_path else None)
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        where = f" (nor in {include_path})" if include_path else ""
+        raise EditriskError(f"lm-eval has no task {unknown}{where}")
+    return manager
 
-        def loglikelihood_rolling(self, requests: list[Any]) -> list[float]:
-            out = []
-            for r in requests:
-                chunks = _word_chunks(r.args[0], 64)
-                out.append(sum(s.logprob for s in score_pairs(h, chunks, batch_size)))
-            return out
 
-        def generate_until(self, requests: list[Any]) -> list[str]:
-            out = []
-            for r in requests:
-                ctx, kwargs = r.args
-                text = h.generate(ctx, int(kwargs.get("max_gen_toks", 32)))
-                for stop in kwargs.get("until") or []:
-                    text = text.split(stop)[0]
-                out.append(text)
-            return out
+def lm_eval_results(
+    lm: Any,
+    tasks: Sequence[str],
+    include_path: str | Path | None = None,
+    limit: int | float | None = None,
+    num_fewshot: int | None = None,
+    manager: Any = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """lm-eval's `simple_evaluate` of the `LM` (or registered model name) `lm` on `tasks`
+    (from `manager`, else `lm_eval_tasks(tasks, include_path)`): its whole results."""
+    import lm_eval
 
-    return EditriskLM()
+    res = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=list(tasks),
+        task_manager=manager or lm_eval_tasks(tasks, include_path),
+        limit=limit,
+        num_fewshot=num_fewshot,
+        bootstrap_iters=0,
+        **kwargs,
+    )
+    if res is None:
+        raise EditriskError("lm-evaluation-harness returned no results")
+    return res
+
+
+def lm_eval_metrics(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{task: {metric: value}} of lm-eval's results, numbers only ("acc,none" -> "acc"; a
+    filter other than none stays: "exact_match,strict-match" -> "exact_match.strict-match")."""
+    out: dict[str, dict[str, float]] = {}
+    for task, metrics in results["results"].items():
+        out[task] = {
+            k.replace(",none", "").replace(",", "."): float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    return out
 
 
 def run_lm_eval(
     h: ModelHandle,
     tasks: Sequence[str],
     include_path: str | Path | None = None,
-    limit: int | None = None,
-    batch_size: int = 32,
+    limit: int | float | None = None,
+    batch_size: int = 16,
+    num_fewshot: int | None = None,
+    delta: Delta | None = None,
+    manager: Any = None,
 ) -> dict[str, dict[str, float]]:
-    """Run lm-evaluation-harness `tasks` (task YAMLs may live in `include_path`) on `h`;
-    returns {task: {metric: value}}."""
-    model = lm_eval_model(h, batch_size)
-    import lm_eval
-    from lm_eval.tasks import TaskManager
+    """lm-evaluation-harness `tasks` on `h` through lm-eval's `HFLM` (with `delta`: on the
+    edited model, inside `delta.applied`, restored bitwise afterwards); {task: {metric:
+    value}}. Task YAMLs may live in `include_path` (or come in `manager`, `lm_eval_tasks`)."""
+    manager = manager or lm_eval_tasks(tasks, include_path)
+    ctx = delta.applied(h.model) if delta is not None else contextlib.nullcontext()
+    with ctx:
+        lm = lm_eval_model(h, batch_size)
+        res = lm_eval_results(lm, tasks, limit=limit, num_fewshot=num_fewshot, manager=manager)
+    return lm_eval_metrics(res)
 
-    manager = TaskManager(
-        include_path=str(include_path) if include_path else None,
-        include_defaults=include_path is None,
-    )
-    res = lm_eval.simple_evaluate(
-        model=model,
-        tasks=list(tasks),
-        task_manager=manager,
-        limit=limit,
-        bootstrap_iters=0,
-        log_samples=False,
-    )
-    if res is None:
-        raise EditriskError("lm-evaluation-harness returned no results")
-    return {
-        task: {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        for task, metrics in res["results"].items()
-    }
+
+def lm_eval_columns(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Flat row columns `lm_eval.<task>.<metric>` of `run_lm_eval`'s result."""
+    return {f"lm_eval.{t}.{k}": v for t, m in metrics.items() for k, v in m.items()}

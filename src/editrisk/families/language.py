@@ -210,6 +210,12 @@ class LanguageFamily(Family):
         if ev.perplexity_sentences:
             texts = default_text_sample(ev.perplexity_sentences)
             general.update(perplexity(self.h, texts, batch_size=ev.batch_size))
+        if (le := getattr(self.cfg, "lm_eval", None)) is not None:
+            from editrisk.evaluation.general import lm_eval_columns, run_lm_eval
+
+            tasks = run_lm_eval(self.h, le.tasks, le.include_path, le.limit, le.batch_size,
+                                le.num_fewshot)  # fmt: skip
+            general.update(lm_eval_columns(tasks))
         rows: list[Row] = [{"kind": "general", **general}]
         if ev.shifts and self.heldout:
             table = shift_table(
