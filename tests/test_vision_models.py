@@ -303,3 +303,85 @@ def test_bad_corruption_folders_are_refused_by_name(tmp_path: Path) -> None:
     (tmp_path / "c2" / "fog" / "1" / "n01" / "bad.png").write_bytes(b"no image")
     with pytest.raises(InputError, match="unreadable image"):
         load_shift_folder(tmp_path / "c2", size=8)
+
+
+def _rewrite_folder(root: Path, classes: list[str]) -> None:
+    """Exemplars (x.png, x.mask.png, x.clean.png) and test images for a folder task."""
+    g = np.random.default_rng(0)
+    for c in classes:
+        for i in range(2):
+            clean = (g.random((32, 32, 3)) * 255).astype(np.uint8)
+            styled = clean.copy()
+            styled[:, :16] = (255, 0, 255)  # the concept: a magenta left half
+            mask = np.zeros((32, 32), dtype=np.uint8)
+            mask[:, :16] = 255
+            folder = root / "train" / c
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(styled).save(folder / f"x{i}.png")
+            Image.fromarray(mask).save(folder / f"x{i}.mask.png")
+            Image.fromarray(clean).save(folder / f"x{i}.clean.png")
+            (root / "test" / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(styled).save(root / "test" / c / f"t{i}.png")
+
+
+def test_vision_study_on_a_standard_model_with_folders(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The engine's vision study on a ResNet-18 with local weights, an ImageNet-C-style shift
+    folder with its clean images, and a rewrite task from a folder."""
+    from editrisk.engine import load_run, resolve, run_study
+
+    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path / "cache"))
+    classes = ["n00", "n01", "n02"]
+    weights = tmp_path / "r18.safetensors"
+    save_file(_randomised(build("resnet18", n_classes=3, seed=5), 5).state_dict(), str(weights))
+    (tmp_path / "classes.txt").write_text("# synsets\n" + "\n".join(classes) + "\n")
+    _imagenet_c(tmp_path / "c")
+    for c, colour in (("n01", (200, 10, 10)), ("n02", (10, 10, 200))):
+        _write(tmp_path / "clean" / c / "a.png", colour)
+    _rewrite_folder(tmp_path / "task", ["n01", "n02"])
+    cfg = resolve({
+        "name": "std", "family": "vision",
+        "model": {"arch": "resnet18", "weights": str(weights),
+                  "classes": str(tmp_path / "classes.txt"), "size": 32},
+        "data": {"shift_folder": str(tmp_path / "c"), "clean_folder": str(tmp_path / "clean")},
+        "edit_sets": {"magenta": {"folder": str(tmp_path / "task")}},
+        "protocol": {"name": "batch"},
+        "schedule": {"immediate": False, "final": True, "general_every": 1},
+        "evaluation": {"corruptions": "all", "severities": [1, 2]},
+        "grid": {"layer": [2], "alpha": [0.0, 1.0], "edit_set": ["magenta"]},
+        "methods": ["rewrite"],
+    })  # fmt: skip
+    rows = load_run(run_study(cfg, tmp_path / "run").path).rows
+    acc = {(r["alpha"], r["corruption"], r["severity"]): r["acc.top1"] for r in rows
+           if r["kind"] == "accuracy" and r["set"] == "general"}  # fmt: skip
+    assert {k[1:] for k in acc} == {("clean", 0), ("fog", 1), ("gaussian_noise", 1),
+                                    ("gaussian_noise", 2)}  # fmt: skip
+    clf = load_standard("resnet18", weights, classes)
+    shift = load_shift_folder(tmp_path / "c", classes, 32, clean=tmp_path / "clean")
+    want = shift.accuracies(shift.predictions(clf))
+    assert all(acc[(0.0, c, s)] == pytest.approx(v) for (c, s), v in want.items())
+    summary = [r for r in rows if r["kind"] == "summary" and r["alpha"] == 1.0]
+    assert len(summary) == 1 and summary[0]["n"] == 4  # the folder task's 4 test images
+    assert load_run(tmp_path / "run").rows[0]["model"] == f"resnet18:{weights.name}"
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "words"),
+    [
+        ({"arch": "vgg", "weights": "w.safetensors"}, {}, "model.weights and model.classes"),
+        ({"arch": "resnet7"}, {}, "unknown arch 'resnet7'"),
+        ({"arch": "resnet18", "size": 32}, {"shift_folder": "c"}, "needs data.clean_folder"),
+        ({"arch": "resnet18", "size": 32}, {"testbed": {"widths": [2], "epochs": [1]}},
+         "not for a standard model"),
+    ],
+)  # fmt: skip
+def test_study_config_mistakes_are_refused_before_the_run(
+    tmp_path: Path, model: dict, data: dict, words: str
+) -> None:
+    from editrisk.engine import resolve, run_study
+
+    raw = {"name": "bad", "family": "vision", "model": model, "data": {"n_images": 8, **data},
+           "edit_sets": {"e": {"classes": [0, 1], "n_train": 2}}, "methods": ["rewrite"],
+           "evaluation": {"corruptions": ["fog"], "severities": [1]}}  # fmt: skip
+    with pytest.raises(EditriskError, match=words):
+        run_study(resolve(raw), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from editrisk.delta import Delta
@@ -22,10 +22,23 @@ TOP1 = "top1"
 
 
 class VisionModel(Section):
-    arch: Literal["vgg", "resnet"] = "vgg"
+    OMIT_AT_DEFAULT = frozenset({"weights", "classes"})
+
+    arch: str = Field("vgg", description="built-in vgg/resnet, or a standard model (vgg16, ...)")
     width: int = Field(8, ge=1)
     epochs: int = Field(8, ge=1)
-    size: int = Field(32, ge=8, description="digits upsampled to size x size RGB")
+    size: int = Field(32, ge=8, description="images resized to size x size RGB")
+    weights: str | None = Field(None, description="standard model: local weights file")
+    classes: str | None = Field(None, description="standard model: class names, one a line")
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        from editrisk.vision.zoo import STANDARD_MODELS
+
+        if v not in ("vgg", "resnet", *STANDARD_MODELS):
+            raise ValueError(f"unknown arch {v!r}: vgg, resnet or one of {list(STANDARD_MODELS)}")
+        return v
 
 
 class Testbed(Section):
@@ -34,14 +47,25 @@ class Testbed(Section):
 
 
 class VisionData(Section):
+    OMIT_AT_DEFAULT = frozenset({"shift_folder", "clean_folder", "limit_per_class"})
+
     n_images: int = Field(300, ge=1, description="general test images (all classes)")
     n_edit_images: int | None = Field(None, ge=1, description="styled test images (None: all)")
     testbed: Testbed | None = Field(None, description="checkpoints for effective robustness")
+    shift_folder: str | None = Field(
+        None, description="ImageNet-C layout CORRUPTION/SEVERITY/CLASS/IMAGE (instead of digits)"
+    )
+    clean_folder: str | None = Field(None, description="with shift_folder: CLASS/IMAGE, clean")
+    limit_per_class: int | None = Field(None, ge=1, description="shift_folder: images per class")
 
 
 class VisionEditSet(Section):
-    """A Santurkar-style concept rewrite built from the digits (`digits_rewrite_task`)."""
+    """A Santurkar-style concept rewrite built from the digits (`digits_rewrite_task`), or
+    read from `folder` (`task_from_folder`: train/CLASS/x.png + x.mask.png, test/CLASS/...)."""
 
+    OMIT_AT_DEFAULT = frozenset({"folder"})
+
+    folder: str | None = None
     style: str = "checker"
     classes: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     n_train: int = Field(10, ge=1)
@@ -73,10 +97,15 @@ class VisionFamily(Family):
         return parse_section(VisionModel, model, source, "model").model_dump(mode="json")
 
     def __init__(self, cfg: Any, seed: int) -> None:
-        from editrisk.vision.classifiers import train_classifier
         from editrisk.vision.corruptions import CORRUPTIONS
         from editrisk.vision.data import load_digits
         from editrisk.vision.metrics import ShiftSuite
+        from editrisk.vision.sources import (
+            folder_shift_set,
+            folder_task,
+            study_classifier,
+            untouched_mask,
+        )
         from editrisk.vision.tasks import digits_rewrite_task
 
         super().__init__(cfg, seed)
@@ -84,22 +113,32 @@ class VisionFamily(Family):
         self.data = VisionData.model_validate(cfg.data)
         ev = VisionEvaluation.model_validate(cfg.evaluation)
         names = list(CORRUPTIONS) if ev.corruptions == "all" else ev.corruptions
+        from_folder = self.data.shift_folder is not None
         unknown = sorted(set(names) - set(CORRUPTIONS))
-        if unknown:
+        if unknown and not from_folder:  # a folder's corruptions are named by its folders
             from editrisk.errors import EditriskError
 
             raise EditriskError(f"evaluation.corruptions: unknown {unknown}")
-        self.clf = train_classifier(m.arch, m.width, m.epochs, seed, m.size)
+        self.clf = study_classifier(m, seed)
         g = torch.Generator().manual_seed(seed)
-        test = load_digits("test", size=m.size)
-        n = min(self.data.n_images, len(test))
-        test = test.subset(torch.randperm(len(test), generator=g)[:n])
-        self.general = ShiftSuite(test.images, test.labels, names, ev.severities, seed)
+        if from_folder:
+            wanted = None if ev.corruptions == "all" else ev.corruptions
+            self.general = folder_shift_set(
+                self.data, self.clf.classes, m.size, wanted, ev.severities
+            )
+            names = [c for c in names if c in CORRUPTIONS]  # edit sets: synthetic ones
+            labels = self.general.labels
+        else:
+            test = load_digits("test", size=m.size)
+            n = min(self.data.n_images, len(test))
+            test = test.subset(torch.randperm(len(test), generator=g)[:n])
+            self.general = ShiftSuite(test.images, test.labels, names, ev.severities, seed)
+            labels = test.labels
         self.tasks, self.suites, self.heldout = {}, {}, {}
         affected: set[int] = set()
         for name, spec in cfg.edit_sets.items():
             s = VisionEditSet.model_validate(spec)
-            task = digits_rewrite_task(
+            task = folder_task(s, self.clf.classes, m.size) if s.folder else digits_rewrite_task(
                 s.style, tuple(s.classes), s.n_train, s.region,
                 tuple(s.heldout_styles) if s.heldout_styles else None, seed, m.size,
             )  # fmt: skip
@@ -112,7 +151,7 @@ class VisionFamily(Family):
             )
             self.heldout[name] = {st: x[pick] for st, x in task.heldout_styles.items()}
             affected |= set(task.affected_classes)
-        self.untouched = ~torch.isin(test.labels, torch.tensor(sorted(affected)))
+        self.untouched = untouched_mask(labels, affected)
         # the unedited model's predictions: the baseline of every relative measure
         self.base_general = self.general.accuracies(self.general.predictions(self.clf))
         self.base_edit = {k: s.predictions(self.clf) for k, s in self.suites.items()}
@@ -216,6 +255,10 @@ class VisionFamily(Family):
         tb = self.data.testbed
         if tb is None:
             return None, []
+        if m.arch not in ("vgg", "resnet"):
+            from editrisk.errors import EditriskError
+
+            raise EditriskError("data.testbed trains digits checkpoints; not for a standard model")
         models = train_testbed(m.arch, tb.widths, tb.epochs, self.seed, m.size)
         models = [c for c in models if c.name != self.clf.name] + [self.clf]
         rows = []

@@ -69,6 +69,13 @@ class FolderShiftSet:
     labels_of: dict[Key, torch.Tensor]
 
     @property
+    def labels(self) -> torch.Tensor:
+        """Labels of the clean set (what `ShiftSuite.labels` is for every set)."""
+        if ("clean", 0) not in self.labels_of:
+            raise InputError("no clean images given (clean=...)", file=str(self.root))
+        return self.labels_of[("clean", 0)]
+
+    @property
     def corruptions(self) -> list[str]:
         return sorted({c for c, _ in self.sets if c != "clean"})
 
