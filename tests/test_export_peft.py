@@ -157,7 +157,8 @@ def test_cli_refuses_a_full_rank_delta_with_exit_2(tmp_path: Path) -> None:
     d_file = Delta({name: full}, {"model_fingerprint": h.fingerprint()}).save(tmp_path / "f.st")
     base = ["export", "tiny-gpt2", "--delta", str(d_file)]
     out = runner.invoke(app, [*base, "--peft", "--out", str(tmp_path / "x")])
-    assert out.exit_code == 2 and "--rank" in out.stderr and "f.st" not in out.stdout
+    assert out.exit_code == 2 and "--rank" in out.stderr and "f.st: " in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
     out = runner.invoke(app, [*base, "--rank", "2", "--out", str(tmp_path / "y")])
     assert out.exit_code == 2 and "add --peft" in out.stderr

@@ -136,9 +136,9 @@ def model_card(record: dict[str, Any]) -> str:
     lines = [
         f"# {editor} edit of {base}",
         "",
-        f"This folder is {what} a model edit made with [editrisk]"
-        f"(https://pypi.org/project/editrisk/) {record['editrisk_version']}: editor "
-        f"`{editor}` on `{base}` (fingerprint `{record['base_fingerprint']}`).",
+        f"This folder is {what} a model edit made with editrisk "
+        f"{record['editrisk_version']}: editor `{editor}` on `{base}` (fingerprint "
+        f"`{record['base_fingerprint']}`).",
         "",
         "## Edited facts",
         "",
@@ -268,8 +268,20 @@ def _svd_factors(d: torch.Tensor, rank: int | None, name: str) -> tuple[Any, Any
     return (u[:, :r] * s[:r]).float(), vh[:r].T.float(), exact, err
 
 
-def lora_factors(h: ModelHandle, delta: Delta, rank: int | None = None) -> list[LoraFactor]:
-    """Every update of `delta` as LoRA factors of its module (see the module docstring)."""
+def lora_factors(
+    h: ModelHandle, delta: Delta, rank: int | None = None, source: str | None = None
+) -> list[LoraFactor]:
+    """Every update of `delta` as LoRA factors of its module (see the module docstring);
+    a refusal names `source` (the delta's file) when given."""
+    try:
+        return _lora_factors(h, delta, rank)
+    except EditriskError as err:
+        if source is None:
+            raise
+        raise EditriskError(f"{source}: {err}") from None
+
+
+def _lora_factors(h: ModelHandle, delta: Delta, rank: int | None) -> list[LoraFactor]:
     from transformers.pytorch_utils import Conv1D
 
     if rank is not None and rank < 1:
@@ -320,6 +332,7 @@ def export_peft(
     rank: int | None = None,
     base_model: str | None = None,
     requests: Sequence[EditRequest] | None = None,
+    source: str | None = None,
 ) -> PeftExport:
     """Write `delta` as a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
     for the base model of `h`, with the edit record and a model card. Every module gets the
@@ -332,7 +345,7 @@ def export_peft(
     _refuse_codebooks(delta, "a LoRA adapter")
     if not len(delta):
         raise EditriskError("the delta holds no update")
-    factors = lora_factors(h, delta, rank)
+    factors = lora_factors(h, delta, rank, source)
     r = max(f.rank for f in factors)
     tensors = {}
     for f in factors:

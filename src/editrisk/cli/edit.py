@@ -239,7 +239,7 @@ def export(
         console.print(f"edited model written to {folder}")
         next_steps(folder, f"editrisk generate {q(folder)} 'PROMPT'")
         return
-    res = export_peft(h, d, out, rank, model, reqs)
+    res = export_peft(h, d, out, rank, model, reqs, source=str(delta))
     for module, err in res.truncated.items():
         console.print(f"warning: {module} truncated to rank {rank}: relative error {err:.3g}",
                       style="yellow", markup=False, highlight=False)  # fmt: skip
