@@ -385,3 +385,33 @@ def test_study_config_mistakes_are_refused_before_the_run(
     with pytest.raises(EditriskError, match=words):
         run_study(resolve(raw), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_vision_evaluate_command_reads_the_folder_and_writes_rows(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from editrisk.cli import app
+    from editrisk.engine import load_run
+
+    classes = ["n00", "n01", "n02"]
+    weights = tmp_path / "r18.pt"
+    torch.save(_randomised(build("resnet18", n_classes=3, seed=2), 2).state_dict(), weights)
+    (tmp_path / "classes.txt").write_text("\n".join(classes))
+    _imagenet_c(tmp_path / "c")
+    _write(tmp_path / "clean" / "n00" / "a.png", (5, 5, 5))
+    args = ["vision", "evaluate", "resnet18", "--weights", str(weights), "--shifts",
+            str(tmp_path / "c"), "--clean", str(tmp_path / "clean"), "--classes",
+            str(tmp_path / "classes.txt"), "--size", "32",
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "reading images: 10/10 (100%)" in out.output and "predicting: 4/4" in out.output
+    rows = {(r["corruption"], r["severity"]): r for r in load_run(tmp_path / "run").rows}
+    clf = load_standard("resnet18", weights, classes)
+    shift = load_shift_folder(tmp_path / "c", classes, 32, clean=tmp_path / "clean")
+    want = shift.accuracies(shift.predictions(clf))
+    assert {k: r["acc.top1"] for k, r in rows.items()} == pytest.approx(want)
+    assert rows[("gaussian_noise", 2)]["n"] == 3 and rows[("clean", 0)]["n"] == 1
+    assert f"output: {tmp_path / 'run'}" in out.output
+    bad = CliRunner().invoke(app, [*args[:4], str(tmp_path / "classes.txt"), *args[5:]])
+    assert bad.exit_code == 2 and "classes.txt" in bad.output  # a text file is no weights file

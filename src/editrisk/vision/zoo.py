@@ -16,6 +16,7 @@ file and the key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,13 @@ def layout(name: str, n_classes: int = 1000) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = build(name, n_classes)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def n_parameters(name: str) -> int:
+    """Parameters of standard model `name` (batch-norm statistics left out, as torchvision
+    counts them)."""
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(math.prod(s) for k, s in layout(name).items() if not k.endswith(skip))
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
