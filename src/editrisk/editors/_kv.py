@@ -15,38 +15,14 @@ from editrisk.editing.targets import DECAYS, STOP_RULES, TargetSettings
 from editrisk.editors.base import Editor, HParams, require
 from editrisk.errors import EditriskError
 from editrisk.models import ModelHandle
-
-# Per-model defaults, keyed by what the model is (family and shapes, see `model_identity`), so
-# the same weights get the same layers whether loaded by built-in name, from a folder, an
-# `export_model` folder or a hub id. smollm2-135m (SmolLM2-135M, base and Instruct): ROME's
-# layer from the sweep in benchmarks/bench_layers.py (20 known WorldFacts, layers 2-10:
-# paraphrase best at layer 6 with 0.82, neighbourhood falling with depth: 0.97 at layer 2,
-# 0.92 at 6, 0.80 at 10); MEMIT spreads over the window ending at that layer. Other models fall
-# back to depth fractions.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "llama:30x576x1536:v49152": {"rome_layer": 6, "memit_layers": (2, 3, 4, 5, 6)},
-}
-
-
-def model_identity(h: ModelHandle) -> str:
-    """'family:layers x hidden x intermediate:v vocab' -- the same for every copy of a model
-    (and for an edited copy), whatever name or path it was loaded by."""
-    a = h.arch
-    vocab = getattr(h.model.config, "vocab_size", 0)
-    return f"{a.family}:{a.n_layers}x{a.hidden_size}x{a.intermediate_size}:v{vocab}"
+from editrisk.models.presets import preset_for
 
 
 def default_layers(h: ModelHandle, editor: str) -> tuple[int, ...]:
-    """The per-model default layers of `editor` ("rome": one layer; else MEMIT's window)."""
-    n = h.arch.n_layers
-    preset = MODEL_DEFAULTS.get(model_identity(h), {})
-    if editor == "rome":
-        return (preset.get("rome_layer", max(0, round(0.15 * n))),)
-    if "memit_layers" in preset:
-        return tuple(preset["memit_layers"])
-    lo = max(0, round(0.1 * n))
-    hi = max(lo, round(0.25 * n))
-    return tuple(range(lo, hi + 1))
+    """The per-model default layers of `editor` ("rome": one layer; else MEMIT's window),
+    from the preset its config matches (`editrisk.models.presets`: published, measured,
+    tiny-fixture or depth rule), never from the name it was loaded by."""
+    return preset_for(h, editor).layers
 
 
 @dataclasses.dataclass

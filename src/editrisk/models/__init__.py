@@ -1,8 +1,34 @@
-"""Models: loading, the architecture table, tiny fixtures."""
+"""Models: loading, the architecture table, tiny fixtures, editing presets.
 
-from editrisk.models.arch import ARCHITECTURES, ArchMap, ArchSpec, spec_for, supported_model_types
-from editrisk.models.loading import BUILTIN_MODELS, ModelHandle, load_model, model_fingerprint
-from editrisk.models.tiny import TINY_MODELS, build_tiny, tiny_tokenizer
+Names load on first use (PEP 562), so `editrisk.models.arch` (and `register_architecture`)
+can be imported without torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY: dict[str, str] = {
+    "ARCHITECTURES": "editrisk.models.arch",
+    "ArchMap": "editrisk.models.arch",
+    "ArchSpec": "editrisk.models.arch",
+    "architectures": "editrisk.models.arch",
+    "register_architecture": "editrisk.models.arch",
+    "spec_for": "editrisk.models.arch",
+    "supported_model_types": "editrisk.models.arch",
+    "unregister_architecture": "editrisk.models.arch",
+    "BUILTIN_MODELS": "editrisk.models.loading",
+    "ModelHandle": "editrisk.models.loading",
+    "load_model": "editrisk.models.loading",
+    "model_fingerprint": "editrisk.models.loading",
+    "Preset": "editrisk.models.presets",
+    "preset_for": "editrisk.models.presets",
+    "TINY_CORE": "editrisk.models.tiny",
+    "TINY_MODELS": "editrisk.models.tiny",
+    "build_tiny": "editrisk.models.tiny",
+    "tiny_tokenizer": "editrisk.models.tiny",
+}
 
 __all__ = [
     "ARCHITECTURES",
@@ -10,11 +36,44 @@ __all__ = [
     "ArchSpec",
     "BUILTIN_MODELS",
     "ModelHandle",
+    "Preset",
+    "TINY_CORE",
     "TINY_MODELS",
+    "architectures",
     "build_tiny",
     "load_model",
     "model_fingerprint",
+    "preset_for",
+    "register_architecture",
     "spec_for",
     "supported_model_types",
     "tiny_tokenizer",
-]
+    "unregister_architecture",
+]  # every name has a _LAZY entry
+
+if TYPE_CHECKING:
+    from editrisk.models.arch import (
+        ARCHITECTURES,
+        ArchMap,
+        ArchSpec,
+        architectures,
+        register_architecture,
+        spec_for,
+        supported_model_types,
+        unregister_architecture,
+    )
+    from editrisk.models.loading import BUILTIN_MODELS, ModelHandle, load_model, model_fingerprint
+    from editrisk.models.presets import Preset, preset_for
+    from editrisk.models.tiny import TINY_CORE, TINY_MODELS, build_tiny, tiny_tokenizer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'editrisk.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

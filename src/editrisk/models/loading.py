@@ -16,6 +16,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from editrisk.errors import EditriskError
+from editrisk.models.adapters import adapt_model
 from editrisk.models.arch import ArchMap
 from editrisk.models.tiny import TINY_MODELS, build_tiny, tiny_tokenizer
 from editrisk.settings import cache_dir, dtype_name, resolve_device, resolve_dtype
@@ -224,6 +225,7 @@ def load_model(
             "a local model folder, a .gguf file or a hub id of the form owner/name"
         )
     arch = ArchMap.for_model(model)
+    adapt_model(model, arch)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = model.to(device=dev, dtype=dt).eval()
