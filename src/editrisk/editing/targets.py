@@ -105,6 +105,8 @@ class _Batch:
                 )
             self.past = cache_of(out)
             self.saved = [(layer.keys, layer.values) for layer in self.past.layers]
+            # Sliding-window layers (Gemma-2) also count the tokens they have seen.
+            self.counts = [getattr(layer, "cumulative_length", None) for layer in self.past.layers]
             self.local_index = torch.zeros(len(rows), dtype=torch.long, device=dev)
         else:
             starts = [0] * len(rows)
@@ -151,8 +153,10 @@ class _Batch:
             ) as tr,
         ):
             if self.cached:
-                for layer, (k, v) in zip(self.past.layers, self.saved):
+                for layer, (k, v), count in zip(self.past.layers, self.saved, self.counts):
                     layer.keys, layer.values = k[sel], v[sel]
+                    if count is not None:
+                        layer.cumulative_length = count
                 self.h.model(
                     input_ids=ids,
                     attention_mask=mask,
