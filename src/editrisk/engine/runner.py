@@ -262,10 +262,11 @@ class JobRunner:
                 ids = (what, tuple(self.fam.request_id(r) for r in reqs))
                 if ids not in memo:
                     memo[ids] = self.fam.evaluate(what, reqs)
-                    if sched.startswith("retention@") and self.schedule.retention_sample:
-                        memo[ids] = with_intervals(memo[ids], len(reqs), len(so_far))
+                got = memo[ids]
+                if sched.startswith("retention@") and self.schedule.retention_sample:
+                    got = with_intervals(got, len(reqs), len(so_far))
                 b = {**base, "schedule": sched, "path": path, "alpha": alpha}
-                rows += self._rows(b, memo[ids], what)
+                rows += self._rows(b, got, what)
         self.state.show(cum)
         return rows
 

@@ -30,7 +30,11 @@ class MQDSpec(Section):
 class LanguageData(Section):
     """Where the edit pool and the held-out facts come from."""
 
-    source: Literal["worldfacts", "mqd", "file"] = "worldfacts"
+    source: Literal["worldfacts", "mqd", "file", "bigfacts"] = Field(
+        "worldfacts",
+        description="bigfacts: tens of thousands of facts, known or not (marked when "
+        "filter_known), held-out facts known ones",
+    )
     n_edits: int = Field(30, ge=1, description="size of an edit set that gives no `n`")
     n_heldout: int = Field(50, ge=0, description="known facts never edited")
     filter_known: bool = Field(True, description="keep only facts the model knows")
@@ -196,6 +200,7 @@ class LanguageFamily(Family):
             )
             rows += [
                 {"kind": "request", "request": r.id, **m, **d}
+                | ({"known": r.extra["known"]} if "known" in r.extra else {})
                 for r, m, d in zip(requests, per_request, detail)
             ]
         return rows
@@ -240,6 +245,8 @@ class LanguageFamily(Family):
             pool = load_requests(d.path, d.format, end)
             held = load_requests(d.heldout_path, "auto", d.n_heldout) if d.heldout_path else []
             return self._slices(pool, spans), held
+        if d.source == "bigfacts":
+            return self._bigfacts(spans, end)
         facts = build_worldfacts(
             self.h if d.filter_known else None, seed, d.relations, d.limit_per_relation
         )
@@ -267,6 +274,25 @@ class LanguageFamily(Family):
         used = {e.id.rsplit("/", 1)[0] for es in sets.values() for e in es}  # "<fact>/<type>"
         held = [f for f in facts if f.id not in used][: d.n_heldout]
         return sets, held
+
+    def _bigfacts(
+        self, spans: dict[str, tuple[int, int]], end: int
+    ) -> tuple[dict[str, list[EditRequest]], list[EditRequest]]:
+        """BigFacts in seeded order: the edit sets take what comes, known or not (marked in
+        `extra["known"]` with `filter_known`); held-out facts are known ones never edited."""
+        from editrisk.data.bigfacts import build_bigfacts, known_heldout, mark_known
+        from editrisk.data.worldfacts import round_robin
+
+        d, seed = self.data, self.seed
+        pool = build_bigfacts(seed, d.relations, d.limit_per_relation)
+        if d.order == "round_robin":
+            pool = round_robin(pool, len(pool), seed)
+        else:
+            random.Random(seed).shuffle(pool)
+        h = self.h if d.filter_known else None
+        edits = mark_known(h, pool[:end], seed) if h is not None else pool[:end]
+        rest = pool[end:] if d.heldout_from == "after_edits" else pool[end:][::-1]
+        return self._slices(edits, spans), known_heldout(h, rest, d.n_heldout, seed)
 
     @staticmethod
     def _slices(
