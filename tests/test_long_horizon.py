@@ -443,3 +443,20 @@ def test_many_small_steps_killed_and_resumed_end_with_the_rows_of_one_run(tmp_pa
     sums = [r for r in got if r["schedule"] == "retention@edits" and r["kind"] == "summary"]
     assert sorted(r["edits"] for r in sums) == [2, 6, 10, 20, 50, 60]
     assert all(r["sample"] == min(6, r["edits"]) for r in sums)
+
+
+def test_the_long_horizon_study_config_resolves_for_the_local_executor_and_ray() -> None:
+    path = ROOT / "examples" / "long_horizon.yaml"
+    cfg = load_config(path)
+    assert cfg.labels() == ["memit", "d4s", "alphaedit", "encore", "ultraedit", "prune", "rect"]
+    assert cfg.data["source"] == "bigfacts" and cfg.data["n_edits"] == 10_000
+    assert (cfg.protocol.name, cfg.protocol.batch_size) == ("sequential", 100)
+    s = cfg.schedule
+    assert s.retention_at == s.general_at == [100, 200, 500, 1000, 2000, 5000, 10000]
+    assert s.retention_sample > 0 and s.collapse_perplexity is not None
+    assert cfg.executor.kind == "local" and cfg.executor.workers == len(cfg.methods)
+    ray = load_config(path, executor={"kind": "ray", "num_cpus": 1})
+    assert ray.executor.kind == "ray"
+    # The executor is not part of the stored config: a run resumes under either.
+    stored = {k: v for k, v in ray.to_dict().items() if k != "executor"}
+    assert stored == {k: v for k, v in cfg.to_dict().items() if k != "executor"}
