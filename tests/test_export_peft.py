@@ -63,6 +63,21 @@ def test_adapter_reproduces_the_edited_logits(name: str, form: str, tmp_path: Pa
     assert cfg["r"] == cfg["lora_alpha"] == 1 and cfg["fan_in_fan_out"] is (name == "tiny-gpt2")
 
 
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_memit_dense_update_exports_at_its_rank(name: str, tmp_path: Path) -> None:
+    """MEMIT's dense update of three facts has rank three: SVD finds it, the adapter is exact."""
+    h = load_model(name, device="cpu")
+    reqs = [EditRequest(c, "The capital of {} is", t, "Paris", id=c)
+            for c, t in (("France", "Rome"), ("Italy", "Tokyo"), ("Japan", "Berlin"))]  # fmt: skip
+    delta = editrisk.edit(h, "memit", reqs, dict(layers=[1, 2]), check=False)
+    assert not any(isinstance(u, LowRank) for u in delta.updates.values())
+    res = export_peft(h, delta, tmp_path / "adapter")
+    assert [f.exact_rank for f in res.factors] == [3, 3] and res.truncated == {}
+    with delta.applied(h.model):
+        edited = _logits(h.model, h)
+    torch.testing.assert_close(_peft_logits(name, res.path, h), edited, atol=2e-4, rtol=1e-4)
+
+
 def test_two_edits_of_different_rank_share_one_adapter(tmp_path: Path) -> None:
     """A rank-2 update (two edits added) and a rank-1 one on another layer: padded to r=2."""
     h = load_model("tiny-gpt2", device="cpu")
