@@ -5,6 +5,7 @@ around the in-memory model, so they compare with published numbers."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -123,7 +124,13 @@ def lm_eval_model(h: ModelHandle, batch_size: int = 16) -> Any:
 def lm_eval_tasks(tasks: Sequence[str], include_path: str | Path | None = None) -> Any:
     """lm-eval's `TaskManager` holding `tasks`, or an error naming those it lacks. Tasks are
     looked up in `include_path` first (indexing only that folder takes a second; lm-eval's
-    full task list takes half a minute), then among lm-eval's own."""
+    full task list takes half a minute), then among lm-eval's own. Kept for the process, so
+    a study measuring general ability at every step indexes once."""
+    return _task_manager(tuple(tasks), str(include_path) if include_path is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(tasks: tuple[str, ...], include_path: str | None) -> Any:
     try:
         from lm_eval.tasks import TaskManager
     except ImportError as err:
