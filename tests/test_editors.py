@@ -49,7 +49,7 @@ EDITORS = {
     "prune": dict(base="rome", layers=(1,), base_hparams=ROME_FAST),
     "encore": dict(FAST, layers=(1,), stop_on="argmax"),
     "nse": dict(FAST, layers=(1,), neuron_mass=0.8),
-    "ultraedit": dict(layers=(1,), lr=0.01),
+    "ultraedit": dict(layers=(1,), lr=0.01, positions="all"),
 }
 # Single-token targets: a random tiny model can be pushed far on one token, not on a phrase.
 REQS = [

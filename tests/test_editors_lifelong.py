@@ -358,7 +358,7 @@ def test_a_codebook_edit_is_not_exported_as_weights(tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-ULTRA = dict(layers=(1,), lr=0.01)
+ULTRA = dict(layers=(1,), lr=0.01, positions="all")
 
 
 def _ultra_features(h, req, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -476,3 +476,22 @@ def test_ultraedit_state_round_trip(tiny) -> None:
         clone.load_state_dict({"sums.1": torch.zeros(3, 4)})
     with pytest.raises(EditriskError, match="not UltraEdit statistics"):
         clone.load_state_dict({"moments.1": torch.zeros(4)})
+
+
+def test_ultraedit_answer_positions_need_a_stream(tiny) -> None:
+    """At the answer positions a single-token edit has one feature row: on a fresh editor it
+    is its own mean, so the update is empty; once the statistics have seen a stream
+    (`observe`), the same edit raises the target."""
+    from editrisk.evaluation import score_targets
+
+    req = REQS[0]
+    hp = dict(ULTRA, positions="answer", lr=0.1)
+    fresh = get_editor("ultraedit", hp).edit(tiny, [req])
+    assert all(float(fresh.dense(n).abs().max()) == 0 for n in fresh.names)
+    ed = get_editor("ultraedit", hp)
+    ed.observe(tiny, REQS)
+    assert int(ed.moments[1].count) == len(REQS)  # one answer position each
+    (before,) = score_targets(tiny, [(req.rendered, req.target_new)])
+    with ed.edit(tiny, [req]).applied(tiny.model):
+        (after,) = score_targets(tiny, [(req.rendered, req.target_new)])
+    assert after.mean_logprob > before.mean_logprob + 0.05

@@ -80,7 +80,7 @@ LIFELONG = [
     {"name": "grace", "hparams": {"layers": [1], "steps": 8}},
     {"name": "encore", "hparams": {**FAST, "stop_on": "argmax"}},
     {"name": "nse", "hparams": FAST},
-    {"name": "ultraedit", "hparams": {"layers": [1], "lr": 0.01}},
+    {"name": "ultraedit", "hparams": {"layers": [1], "lr": 0.01, "positions": "all"}},
 ]
 
 

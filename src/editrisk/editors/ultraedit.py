@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -135,6 +135,7 @@ class UltraEdit(Editor):
     name = "ultraedit"
     hparams_cls = UltraEditParams
     hparams: UltraEditParams
+    statistics_only_memory: ClassVar[bool] = True  # see `observe`
 
     def __init__(self, hparams: Any = None, **overrides: Any) -> None:
         super().__init__(hparams, **overrides)
@@ -153,10 +154,8 @@ class UltraEdit(Editor):
         self, h: ModelHandle, req: EditRequest, layers: Sequence[int]
     ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Per layer (keys, gradients) at the request's positions: one forward, one backward."""
-        prompt, target = (
-            prompt_ids(h.tokenizer, req.rendered),
-            target_ids(h.tokenizer, req.target_new),
-        )
+        prompt = prompt_ids(h.tokenizer, req.rendered)
+        target = target_ids(h.tokenizer, req.target_new)
         ids = torch.tensor([prompt + target[:-1]], device=h.device)
         predict = torch.arange(len(prompt) - 1, ids.shape[1], device=h.device)
         where = (
@@ -183,23 +182,37 @@ class UltraEdit(Editor):
             for (m, layer), g in zip(modules.items(), grads)
         }
 
-    def edit(self, model: ModelHandle, requests: Sequence[EditRequest]) -> Delta:
+    def observe(
+        self, model: ModelHandle, requests: Sequence[EditRequest]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Add the requests' features to the lifelong statistics (no edit); per layer the
+        (keys, gradients) rows. The statistics describe the stream of edit features, not the
+        model's weights: a benchmark of single edits, each on the unedited model, may let
+        them run on across its edits (`statistics_only_memory`)."""
         h, reqs = model, validate_requests(requests)
         if not reqs:
             raise EditriskError("no requests to edit")
         layers = self.layers_for(h)
         per_request = [self.features(h, r, layers) for r in reqs]
-        updates = {}
+        rows = {}
         for layer in layers:
             keys = torch.cat([f[layer][0] for f in per_request]).cpu()
             grads = torch.cat([f[layer][1] for f in per_request]).cpu()
             stats = self.moments.setdefault(layer, RunningMoments(keys.shape[1] + grads.shape[1]))
-            stats.add(torch.cat([keys, grads], 1))  # this turn's features join the statistics
+            stats.add(torch.cat([keys, grads], 1))
+            rows[layer] = (keys, grads)
+        return rows
+
+    def edit(self, model: ModelHandle, requests: Sequence[EditRequest]) -> Delta:
+        h = model
+        updates = {}
+        for layer, (keys, grads) in self.observe(h, requests).items():
+            stats = self.moments[layer]  # this turn's features have joined the statistics
             z_hat = stats.normalise(torch.cat([keys, grads], 1), self.hparams.eps)
             k_hat, g_hat = z_hat.split([keys.shape[1], grads.shape[1]], 1)
             values = pseudo_values(k_hat, g_hat, self.hparams.lr)
             updates[layer] = ridge_update(keys, values, self.hparams.ridge)
-        meta = dict(self.metadata(h), layers=list(layers))
+        meta = dict(self.metadata(h), layers=list(updates))
         return delta_from(h, updates, meta)
 
     def state_dict(self) -> dict[str, Any]:
