@@ -130,15 +130,20 @@ def model_card(record: dict[str, Any]) -> str:
     front = ["---", f"library_name: {'peft' if peft else 'transformers'}"]
     if "/" in base and not Path(base).exists():  # a hub id, not a local path
         front.append(f"base_model: {base}")
-    front += ["tags:", "- editrisk", "- model-editing", f"- {_cell(record.get('editor'))}",
-              "---", ""]  # fmt: skip
+    tags = ["editrisk", "model-editing"] + ([_cell(editor)] if record.get("editor") else [])
+    front += ["tags:", *(f"- {t}" for t in tags), "---", ""]
     what = "a PEFT LoRA adapter holding" if peft else "a copy of the model with"
+    intro = (
+        f"This folder is {what} a model edit made with editrisk {record['editrisk_version']}: "
+        f"editor `{editor}` on `{base}` (fingerprint `{record['base_fingerprint']}`)."
+        if record["parameters"]
+        else f"This folder is `{base}` (fingerprint `{record['base_fingerprint']}`) written by "
+        f"editrisk {record['editrisk_version']} with no edit applied."
+    )
     lines = [
-        f"# {editor} edit of {base}",
+        f"# {editor} edit of {base}" if record["parameters"] else f"# {base}, unedited",
         "",
-        f"This folder is {what} a model edit made with editrisk "
-        f"{record['editrisk_version']}: editor `{editor}` on `{base}` (fingerprint "
-        f"`{record['base_fingerprint']}`).",
+        intro,
         "",
         "## Edited facts",
         "",
