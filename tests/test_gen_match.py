@@ -247,6 +247,22 @@ def test_conventions_in_run_configs_and_eval(tmp_path: Path) -> None:
     summary, request = family.evaluate("final", family.edit_set("default"))
     assert request["reverse.prob_compare"] in (0.0, 1.0) and "reverse.prob_compare" in summary
     assert "efficacy.gen_match" not in summary
+    assert "gen_match_sampling" not in resolve(raw).evaluation  # old configs resolve as before
+    how = {"temperature": 0.5, "top_p": 0.9, "seed": 1}
+    ev = {"conventions": ["gen_match_sampled"], "gen_match_sampling": how}
+    cfg = resolve({**raw, "evaluation": ev})
+    assert cfg.evaluation["gen_match_sampling"] == how
+    family = LanguageFamily(cfg, 0)
+    (req,) = family.edit_set("default")
+    summary, request = family.evaluate("final", [req])
+    said = greedy_continuations(family.h, [req.rendered], 16, until_sentence_end=True,
+                                sampling=Sampling(**how))[0]  # fmt: skip
+    assert request["generation.sampled"] == said
+    assert summary["efficacy.gen_match_sampled"] == float(gen_match(said, "Peru", "Norway"))
+    assert "efficacy.prob_compare" not in summary
+    for bad in ({"temperature": 0.0}, {"top_p": 1.5}, {"seed": "1"}):
+        with pytest.raises(InputError, match="evaluation.gen_match_sampling"):
+            resolve({**raw, "evaluation": {"gen_match_sampling": bad}})
     run = tmp_path / "run"
     args = ["eval", "tiny-gpt2", "--requests", str(tmp_path / "r.jsonl"), "--run-dir", str(run)]
     out = runner.invoke(app, [*args, "--conventions", "gen_match,prob_compare"])

@@ -65,11 +65,21 @@ class LanguageEditSet(Section):
     n: int | None = Field(None, ge=1, description="default: data.n_edits")
 
 
-Convention = Literal["prob_compare", "prob_margin", "token_acc", "gen_match"]
+Convention = Literal["prob_compare", "prob_margin", "token_acc", "gen_match", "gen_match_sampled"]
 QuestionKind = Literal["portability", "reverse", "subject_other"]
 
 
+class GenSampling(Section):
+    """How `gen_match_sampled` samples (editrisk.evaluation.metrics.Sampling)."""
+
+    temperature: float = Field(0.7, gt=0, allow_inf_nan=False)
+    top_p: float = Field(0.95, gt=0, le=1)
+    seed: int = 0
+
+
 class LanguageEvaluation(Section):
+    OMIT_AT_DEFAULT = frozenset({"gen_match_sampling"})
+
     batch_size: int = Field(32, ge=1)
     conventions: list[Convention] = Field(
         default_factory=lambda: ["prob_compare", "prob_margin", "token_acc"],
@@ -78,6 +88,11 @@ class LanguageEvaluation(Section):
         "and/or gen_match (greedy generation from every prompt)",
     )
     gen_match_tokens: int = Field(16, ge=1, description="gen_match: new tokens per prompt")
+    gen_match_sampling: GenSampling = Field(
+        default_factory=GenSampling,
+        description="gen_match_sampled: temperature, nucleus (top_p) and seed; each prompt "
+        "samples from its own generator, seeded by the seed and its text",
+    )
     questions: list[QuestionKind] = Field(
         default_factory=list,
         description="question kinds of the requests to measure (portability, reverse, "
@@ -159,7 +174,8 @@ class LanguageFamily(Family):
 
         for layer in getattr(editor.hparams, "layers", ()) or ():
             self.check_layer(layer)
-        gen = self.ev.gen_match_tokens if "gen_match" in self.ev.conventions else 0
+        generates = any(c in ("gen_match", "gen_match_sampled") for c in self.ev.conventions)
+        gen = self.ev.gen_match_tokens if generates else 0
         d, reserve = self.data, max(editor.tokens_before_prompt(), gen)
         sets = [(d.path or f"edit set {n!r}", reqs) for n, reqs in self.sets.items()]
         for where, reqs in (*sets, (d.heldout_path or "held-out facts", self.heldout)):
@@ -174,6 +190,7 @@ class LanguageFamily(Family):
     def evaluate(self, what: str, requests: Sequence[EditRequest]) -> list[Row]:
         from editrisk.evaluation.metrics import (
             TEACHER_FORCED,
+            Sampling,
             edit_generations,
             edit_metrics,
             edit_scores,
@@ -184,14 +201,19 @@ class LanguageFamily(Family):
 
         if what == "general":
             return self._general()
-        ev, scores, gens = self.ev, None, None
+        ev, scores, gens, sampled = self.ev, None, None, None
         requests = keep_questions(requests, ev.questions)
         if any(c in TEACHER_FORCED for c in ev.conventions):
             scores = edit_scores(self.h, requests, ev.batch_size)
         if "gen_match" in ev.conventions:
             gens = edit_generations(self.h, requests, ev.gen_match_tokens, ev.batch_size)
+        if "gen_match_sampled" in ev.conventions:
+            how = Sampling(**ev.gen_match_sampling.model_dump())
+            sampled = edit_generations(
+                self.h, requests, ev.gen_match_tokens, ev.batch_size, sampling=how
+            )
         per_request = edit_metrics(
-            self.h, requests, ev.batch_size, scores, ev.conventions, gens, ev.questions
+            self.h, requests, ev.batch_size, scores, ev.conventions, gens, ev.questions, sampled
         )
         rows: list[Row] = [{"kind": "summary", "n": len(requests), **summarize(per_request)}]
         if ev.request_rows:
@@ -201,6 +223,7 @@ class LanguageFamily(Family):
             rows += [
                 {"kind": "request", "request": r.id, **m, **d}
                 | ({"known": r.extra["known"]} if "known" in r.extra else {})
+                | ({"generation.sampled": sampled[r.rendered]} if sampled is not None else {})
                 for r, m, d in zip(requests, per_request, detail)
             ]
         return rows

@@ -291,6 +291,8 @@ CONVENTIONS = {
     "token_acc": "teacher-forced accuracy of the wanted answer's tokens (EasyEdit)",
     "gen_match": "1 when the greedy generation's first sentence states the wanted answer and "
     "not the unwanted one (normalised word match), averaged",
+    "gen_match_sampled": "gen_match on a sampled generation (temperature, nucleus, seed in the "
+    "config; each prompt its own generator)",
     "top1": "share of images whose top-1 class is the wanted one",
     "per_token": "exp of the mean token log-prob of a target after the prompt",
     "perplexity": "token-level perplexity of plain sentences, each chunk's first word as context",
