@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-from editrisk.models import TINY_CORE, TINY_MODELS, ModelHandle, load_model
+# No network in tests: a hub id resolves from the local cache or fails at once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from editrisk.models import TINY_CORE, TINY_MODELS, ModelHandle, load_model  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "edit": "editrisk.api",
     "export_model": "editrisk.api",
     "load_model": "editrisk.models",
+    "register_architecture": "editrisk.models.arch",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "edit",
     "export_model",
     "load_model",
+    "register_architecture",
     "__version__",
 ]  # every name but __version__ has a _LAZY entry (tests/test_imports.py checks)
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never run
     from editrisk.errors import EditriskError, InputError
     from editrisk.hooks import StopForward, Trace
     from editrisk.models import ModelHandle, load_model
+    from editrisk.models.arch import register_architecture
     from editrisk.requests import EditRequest, Neighbour
     from editrisk.settings import cache_dir
 

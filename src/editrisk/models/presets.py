@@ -23,8 +23,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from editrisk.errors import EditriskError
-
 if TYPE_CHECKING:
     from editrisk.editors.base import Editor
     from editrisk.models.loading import ModelHandle
@@ -252,8 +250,9 @@ class Preset:
 
 def _fields(editor: str) -> set[str] | None:
     """Hyperparameter names of a registered editor (None if it is not registered)."""
-    from editrisk.editors.base import REGISTRY
+    from editrisk.editors.base import REGISTRY, list_editors
 
+    list_editors()  # imports the built-in editors, which registers them
     cls = REGISTRY.get(editor)
     return None if cls is None else {f.name for f in dataclasses.fields(cls.hparams_cls)}
 
@@ -302,6 +301,5 @@ def editor_for(h: ModelHandle, editor: str, overrides: dict[str, Any] | None = N
     from editrisk.editors import get_editor
 
     if _fields(editor) is None:
-        get_editor(editor)  # the registry's own error, listing the editors
-        raise EditriskError(f"unknown editor '{editor}'")  # pragma: no cover
+        get_editor(editor)  # raises the registry's own error, listing the editors
     return get_editor(editor, {**preset_for(h, editor).hparams, **(overrides or {})})
