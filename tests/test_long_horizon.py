@@ -182,6 +182,15 @@ def test_a_sample_of_everything_is_exactly_the_full_retention(tmp_path, monkeypa
     edited = [r["request"] for r in full if r["schedule"] == "immediate" and r["kind"] == "request"]
     for n, ids in by_edits.items():
         assert set(ids) <= set(edited[:n]) and len(ids) == min(3, n)
+    # Without `final`, the unedited model is measured on the sampled edits only (their
+    # baseline), with every edit otherwise.
+    unedited = [
+        r["request"] for r in part if r["schedule"] == "unedited" and r["kind"] == "request"
+    ]
+    assert unedited == [i for i in edited if i in set(r["request"] for r in reqs)]
+    assert [
+        r["request"] for r in full if r["schedule"] == "unedited" and r["kind"] == "request"
+    ] == edited
     # General ability at 0 (unedited), 4 and 8 edits.
     gen = [r["edits"] for r in full if r["kind"] == "general"]
     assert gen == [0, 4, 8]

@@ -164,11 +164,28 @@ class JobRunner:
         return rows
 
     def unedited_measurements(self) -> list[tuple[str, list[Any]]]:
-        """What step 0 measures: the edit set, and general ability when scheduled."""
-        whats: list[tuple[str, list[Any]]] = [("edits", list(self.requests))]
+        """What step 0 measures: the edit set (with sampled retention and no `final`, only
+        the edits some retention sample will hold: their unedited baseline, not 10,000
+        requests), and general ability when scheduled."""
+        whats: list[tuple[str, list[Any]]] = [("edits", self.sampled_edits())]
         if self.schedule.measures_general:
             whats.append(("general", []))
         return whats
+
+    def sampled_edits(self) -> list[Any]:
+        """Every request, or with `retention_sample` and no `final` the union (in edit order)
+        of the samples the retention schedules will measure."""
+        s = self.schedule
+        if not s.retention_sample or s.final or not self.protocol.accumulates:
+            return list(self.requests)
+        n, picked = len(self.requests), set()
+        for step in self.steps:
+            due = s.due(step.index, len(self.steps), step.edits_before, step.edits_after)
+            if any(d.startswith("retention@") for d in due):
+                picked |= set(
+                    retention_sample(n, step.edits_after, s.retention_sample, self.job.seed)
+                )
+        return [self.requests[i] for i in sorted(picked)]
 
     def _rows(self, base: Row, rows: list[Row], what: str) -> list[Row]:
         k0 = _key(self.job.id, base["step"], base["schedule"], base["path"], base["alpha"])

@@ -1,0 +1,209 @@
+"""The long-horizon study's cost on smollm2-135m (issue 21), in two modes.
+
+`--profile`: one step of `--batch` BigFacts edits per editor (after a warm-up step, with the
+covariances cached), its wall time split into the phases of the key/value editors: the target
+optimisation (z*), the keys and the current outputs of the layer loop, the solve, the
+covariance look-up and the rest. It says what dominates the per-edit cost.
+
+`--study`: one method of examples/long_horizon.yaml driven by the engine's own job runner for
+`--edits` edits (steps of 100, its schedule cut to those edits): edits per hour including the
+scheduled evaluations, and editor state and process RSS after every step (flat within 5 %
+is the target from edit 1,000 on).
+
+Usage:
+  EDITRISK_BENCH_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_long.py --profile \
+      --methods memit d4s alphaedit encore ultraedit
+  EDITRISK_BENCH_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_long.py --study \
+      --method d4s --edits 1000 --run-dir /tmp/long_d4s
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from bench_sequential import peak_rss_mb, rss_mb, state_mb  # noqa: E402
+from common import report, setup_threads  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+CONFIG = ROOT / "examples" / "long_horizon.yaml"
+
+
+@contextlib.contextmanager
+def phase_timers(seconds: dict[str, float]) -> Iterator[None]:
+    """Add the wall time spent in each phase of the key/value editors to `seconds`."""
+    import editrisk.editors.memit as memit
+    from editrisk.editors._kv import KVEditor
+    from editrisk.editors.alphaedit import AlphaEdit
+    from editrisk.editors.d4s import D4S
+    from editrisk.editors.encore import ENCORE
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                seconds[name] += time.perf_counter() - t0
+
+        return wrapper
+
+    patches = [
+        (memit, "compute_keys", "keys (layer loop)"),
+        (memit, "gather_at_index", "current outputs (layer loop)"),
+        (KVEditor, "covariances", "covariance look-up"),
+        (KVEditor, "prefixes", "prefixes"),
+        (memit.MEMIT, "targets", "target optimisation"),
+    ] + [(cls, "solve", "solve") for cls in (memit.MEMIT, D4S, AlphaEdit, ENCORE)]
+    saved = [(obj, attr, obj.__dict__[attr]) for obj, attr, _ in patches]
+    try:
+        for obj, attr, name in patches:
+            setattr(obj, attr, timed(name, obj.__dict__[attr]))
+        yield
+    finally:
+        for obj, attr, fn in saved:
+            setattr(obj, attr, fn)
+
+
+def method_hparams(label: str) -> tuple[str, dict[str, Any]]:
+    from editrisk.engine import load_config
+
+    cfg = load_config(CONFIG)
+    (m,) = [m for m in cfg.methods if m.label == label]
+    return m.name, dict(m.hparams)
+
+
+def profile(args: argparse.Namespace) -> None:
+    from editrisk.data.bigfacts import build_bigfacts
+    from editrisk.editors import get_editor
+    from editrisk.models import load_model
+
+    h = load_model(args.model, device="cpu")
+    pool = build_bigfacts(seed=0)
+    random.Random(0).shuffle(pool)
+    rows = []
+    for label in args.methods:
+        name, hp = method_hparams(label)
+        editor = get_editor(name, hp)
+        if hasattr(editor, "covariances"):
+            editor.covariances(h, editor.layers_for(h))  # cached statistics: not timed
+            editor.prefixes(h)
+        warm = pool[: args.batch]
+        editor.edit(h, warm)  # warm-up: first-call costs (projectors, allocations)
+        reqs = pool[args.batch : 2 * args.batch]
+        seconds: dict[str, float] = defaultdict(float)
+        with phase_timers(seconds):
+            t0 = time.perf_counter()
+            delta = editor.edit(h, reqs)
+            total = time.perf_counter() - t0
+        steps = delta.metadata.get("target_steps")
+        row: dict[str, Any] = {
+            "method": label,
+            "s_per_step": total,
+            "s_per_edit": total / len(reqs),
+        }
+        for k, v in sorted(seconds.items()):
+            row[k] = f"{v:.1f} s ({100 * v / total:.0f}%)"
+        row["other"] = f"{total - sum(seconds.values()):.1f} s"
+        if steps:
+            row["target_steps_mean"] = sum(steps) / len(steps)
+        rows.append(row)
+        print(row, flush=True)
+    note = (
+        f"One step of {args.batch} BigFacts edits per editor on {args.model}, settings of "
+        f"examples/long_horizon.yaml, after a warm-up step; {setup_threads()} thread(s). "
+        "Phases are nested in the editor's own calls (the layer loop's keys and current outputs "
+        "sum over layers)."
+    )
+    report("long_profile", rows, note)
+
+
+def study(args: argparse.Namespace) -> None:
+    from editrisk.engine import RunDir, load_config, select_methods
+    from editrisk.engine.plan import plan_jobs
+    from editrisk.engine.runner import Contexts, JobRunner
+
+    cfg = select_methods(load_config(CONFIG), [args.method])
+    sched = cfg.schedule
+    cfg.data = {**cfg.data, "n_edits": args.edits}
+    cfg.schedule = sched.model_copy(
+        update={
+            "retention_at": [k for k in sched.retention_at if k <= args.edits],
+            "general_at": [k for k in sched.general_at if k <= args.edits],
+        }
+    )
+    (job,) = plan_jobs(cfg)
+    t_build = time.perf_counter()
+    fam = Contexts(cfg).get(job.seed)
+    rd = RunDir(args.run_dir)
+    rd.start({k: v for k, v in cfg.to_dict().items() if k != "executor"}, fam.model_info())
+    runner = JobRunner(fam, job, cfg, rd)
+    build_s = time.perf_counter() - t_build
+    samples: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    def progress(_job: str, done: int, _total: int) -> None:
+        samples.append(
+            {
+                "edits": done,
+                "wall_s": time.perf_counter() - t0,
+                "state_MiB": state_mb(runner.editor),
+                "rss_MiB": rss_mb(),
+                "peak_rss_MiB": peak_rss_mb(),
+            }
+        )
+        print(samples[-1], flush=True)
+
+    with rd.writer():
+        runner.run(progress)
+    wall = time.perf_counter() - t0
+    steps = [s for s in samples if s["edits"] > 0]
+    done = steps[-1]["edits"] if steps else 0
+    late = [s for s in steps if s["edits"] >= min(1000, done)]
+    spread = {
+        k: max(s[k] for s in late) / max(min(s[k] for s in late), 1e-9)
+        for k in ("state_MiB", "rss_MiB")
+    }
+    edit_s = sum(r.get("time.edit_s", 0.0) for r in rd.results if r.get("kind") == "timing")
+    collapsed = [r for r in rd.results if r.get("kind") == "collapsed"]
+    note = (
+        f"{args.method} of examples/long_horizon.yaml on {cfg.model}, {done} edits in steps of "
+        f"100 (data, held-out facts and known-marking built in {build_s:.0f} s, not counted); "
+        f"{wall:.0f} s of wall time, {edit_s:.0f} s of it in the editor, the rest the "
+        f"scheduled evaluations: {3600 * done / wall:,.0f} edits/hour. Max/min from edit "
+        f"{late[0]['edits'] if late else '-'}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in spread.items())
+        + (f". Collapsed at {collapsed[0]['edits']} edits." if collapsed else ".")
+        + f" {setup_threads()} thread(s)."
+    )
+    report(f"long_study_{args.method}", steps, note)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--profile", action="store_true")
+    mode.add_argument("--study", action="store_true")
+    ap.add_argument("--methods", nargs="+", default=["memit", "d4s", "alphaedit", "encore"])
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--method", default="d4s")
+    ap.add_argument("--edits", type=int, default=1000)
+    ap.add_argument("--run-dir", default="/tmp/editrisk_long_study")
+    ap.add_argument("--model", default="smollm2-135m")
+    args = ap.parse_args()
+    setup_threads()
+    profile(args) if args.profile else study(args)
+
+
+if __name__ == "__main__":
+    main()
