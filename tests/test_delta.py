@@ -129,6 +129,27 @@ def test_lowrank_add_stays_lowrank(tiny: ModelHandle) -> None:
     torch.testing.assert_close(total.dense(name), a.dense(name) + b.dense(name))
 
 
+def test_editor_made_deltas_add(tiny: ModelHandle) -> None:
+    """Editors label a delta with the list of layers they edited, families with a name ->
+    layer table: deltas of either kind add, and the layers survive."""
+    import editrisk
+    from editrisk import EditRequest
+
+    req = [EditRequest("France", "The capital of {} is", "Rome", "Paris")]
+    hp = {"layers": [1], "steps": 2, "prefixes": []}
+    a = editrisk.edit(tiny, "memit", req, hp, check=False)
+    b = editrisk.edit(tiny, "memit", req, {**hp, "layers": [0]}, check=False)
+    assert isinstance(a.metadata["layers"], list)
+    total = a + b
+    assert total.metadata["layers"] == [0, 1] and total.layers == [0, 1]
+    for n in total.names:
+        want = sum(d.dense(n) for d in (a, b) if n in d.updates)
+        torch.testing.assert_close(total.dense(n), want)
+    table = a.with_layers(tiny.arch.layer_of)
+    mixed = table + b
+    assert mixed.metadata["layers"] == table.metadata["layers"] and mixed.layers == [0, 1]
+
+
 def test_norms_match_numpy(tiny: ModelHandle) -> None:
     import numpy as np
 

@@ -115,6 +115,15 @@ class Codebook:
         return flat.view_as(out)
 
 
+def merged_layers(a: Any, b: Any) -> dict[str, int | None] | list[int] | None:
+    """The `layers` metadata of two deltas combined. Two kinds exist: a family's table
+    (parameter name -> layer index), merged; an editor's list of the layers it edited, joined.
+    A list says nothing per parameter, so beside a table only the table is kept."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return {**(a if isinstance(a, dict) else {}), **(b if isinstance(b, dict) else {})}
+    return sorted({*(a or []), *(b or [])}) or None
+
+
 def _dense(u: Update) -> torch.Tensor:
     return u.dense() if isinstance(u, LowRank) else u
 
@@ -253,7 +262,7 @@ class Delta:
         meta: dict[str, Any] = {
             "composed_of": [self.metadata.get("editor"), other.metadata.get("editor")]
         }
-        layers = {**(self.metadata.get("layers") or {}), **(other.metadata.get("layers") or {})}
+        layers = merged_layers(self.metadata.get("layers"), other.metadata.get("layers"))
         if layers:
             meta["layers"] = layers
         return Delta(out, meta, books)
