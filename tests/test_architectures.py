@@ -251,11 +251,11 @@ def test_hub_id_offline_fails_fast_with_the_way_to_work_offline(name, monkeypatc
 
 
 def test_hub_id_unreachable_hub_says_so(monkeypatch) -> None:
-    from editrisk.models import loading
+    from editrisk.models import sources
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(loading, "hub_unreachable", lambda timeout=2.0: "hub.example: refused")
+    monkeypatch.setattr(sources, "hub_unreachable", lambda timeout=2.0: "hub.example: refused")
     with pytest.raises(EditriskError, match=r"cannot be reached \(hub.example: refused\)"):
         load_model("gpt2-not-cached-0", device="cpu")
 
@@ -265,7 +265,7 @@ def test_hub_probe_gives_up_within_its_timeout(monkeypatch) -> None:
     it is closed (no network needed)."""
     import socket
 
-    from editrisk.models import loading
+    from editrisk.models import sources
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -273,9 +273,9 @@ def test_hub_probe_gives_up_within_its_timeout(monkeypatch) -> None:
     port = server.getsockname()[1]
     try:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-        assert loading.hub_unreachable(timeout=0.5) is None  # it accepts: reachable
+        assert sources.hub_unreachable(timeout=0.5) is None  # it accepts: reachable
         server.close()
-        assert loading.hub_unreachable(timeout=0.5) is not None  # closed: refused
+        assert sources.hub_unreachable(timeout=0.5) is not None  # closed: refused
     finally:
         server.close()
 

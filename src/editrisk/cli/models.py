@@ -24,7 +24,11 @@ def models_list() -> None:
 @models_app.command("show")
 @cli_errors
 def models_show(model: str, device: str = DeviceOpt, dtype: str = DtypeOpt) -> None:
-    """Family, layer count, sizes, parameter count and editable locations of MODEL."""
+    """Family, layer count, sizes, parameter count, editable locations of MODEL and the
+    editing preset each editor would use on it (and which rule chose it)."""
+    from editrisk.models.sources import resolve_source
+
+    resolve_source(model)  # a bad name or an unreachable hub: said before torch loads
     from editrisk.models import load_model
 
     h = load_model(model, device=device, dtype=dtype)
@@ -88,6 +92,9 @@ def generate(
     dtype: str = DtypeOpt,
 ) -> None:
     """Greedy completion of PROMPT by MODEL (to check facts by hand)."""
+    from editrisk.models.sources import resolve_source
+
+    resolve_source(model)  # a bad name or an unreachable hub: said before torch loads
     from editrisk.models import load_model
 
     h = load_model(model, device=device, dtype=dtype)

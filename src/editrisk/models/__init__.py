@@ -18,14 +18,15 @@ _LAZY: dict[str, str] = {
     "spec_for": "editrisk.models.arch",
     "supported_model_types": "editrisk.models.arch",
     "unregister_architecture": "editrisk.models.arch",
-    "BUILTIN_MODELS": "editrisk.models.loading",
+    "BUILTIN_MODELS": "editrisk.models.sources",
     "ModelHandle": "editrisk.models.loading",
     "load_model": "editrisk.models.loading",
     "model_fingerprint": "editrisk.models.loading",
     "Preset": "editrisk.models.presets",
     "preset_for": "editrisk.models.presets",
-    "TINY_CORE": "editrisk.models.tiny",
-    "TINY_MODELS": "editrisk.models.tiny",
+    "TINY_CORE": "editrisk.models.sources",
+    "TINY_MODELS": "editrisk.models.sources",
+    "resolve_source": "editrisk.models.sources",
     "build_tiny": "editrisk.models.tiny",
     "tiny_tokenizer": "editrisk.models.tiny",
 }
@@ -43,6 +44,7 @@ __all__ = [
     "build_tiny",
     "load_model",
     "model_fingerprint",
+    "resolve_source",
     "preset_for",
     "register_architecture",
     "spec_for",
@@ -62,9 +64,10 @@ if TYPE_CHECKING:
         supported_model_types,
         unregister_architecture,
     )
-    from editrisk.models.loading import BUILTIN_MODELS, ModelHandle, load_model, model_fingerprint
+    from editrisk.models.loading import ModelHandle, load_model, model_fingerprint
     from editrisk.models.presets import Preset, preset_for
-    from editrisk.models.tiny import TINY_CORE, TINY_MODELS, build_tiny, tiny_tokenizer
+    from editrisk.models.sources import BUILTIN_MODELS, TINY_CORE, TINY_MODELS, resolve_source
+    from editrisk.models.tiny import build_tiny, tiny_tokenizer
 
 
 def __getattr__(name: str) -> Any:

