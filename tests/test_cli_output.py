@@ -86,6 +86,9 @@ TABLES = [  # (headers, wrapped columns, a typical row, cells that must stay on 
                                "0.8123", "0.5"), ("0.9123", "0.8123", "neighbours")),
     (("metric", "unedited", "edited"), (), ("generalization.prob_compare", "0.5123", "0.9981"),
      ("generalization.prob_compare",)),
+    (("state", "shift", "severity", "mean_edit_distance", "knowledge.prob_compare",
+      "edit.prob_compare"), (), ("unedited", "paraphrase", "3", "14", "0.5123", "0.4988"),
+     ("unedited", "paraphrase", "0.5123", "0.4988")),  # long headers stack
 ]  # fmt: skip
 
 

@@ -7,6 +7,7 @@ that imports it.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -90,6 +91,34 @@ def choices(text: str, known: tuple[str, ...], option: str, empty_ok: bool) -> l
     return names
 
 
+def _stacked(header: str, width: int = 12) -> str:
+    """`header` broken into lines of about `width` characters after `.`, `_`, `-` or spaces
+    (metric names such as knowledge.prob_compare), so a column is as wide as its values."""
+    parts = re.findall(r"[^._\- ]*[._\- ]?", header)
+    lines = [""]
+    for part in filter(None, parts):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(line.strip() for line in lines)
+
+
+class FitTable(Table):
+    """A rich table that, when it is wider than the console, first stacks the long headers
+    of its one-line columns (names and numbers keep their width), then lets the free-text
+    columns wrap."""
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        headers = {id(c): c.header for c in self.columns if c.no_wrap}
+        for width in (12, 9):  # stack more tightly only while the table is still too wide
+            if self.__rich_measure__(console, options).maximum <= options.max_width:
+                break
+            for col in self.columns:
+                if isinstance(headers.get(id(col)), str):
+                    col.header = _stacked(headers[id(col)], width)
+        yield from super().__rich_console__(console, options)
+
+
 def table(
     *headers: str,
     wrap: tuple[str, ...] = (),
@@ -99,8 +128,9 @@ def table(
 ) -> Table:
     """A table that fits the console: the columns named in `wrap` (free text: prompts,
     completions) wrap and give up the room the others need; every other column (names,
-    numbers, short values) stays on one line, cut with an ellipsis only when nothing is left."""
-    t = Table(title=title, caption=caption, show_header=show_header)
+    numbers, short values) stays on one line under a header stacked when room is short, cut
+    with an ellipsis only when nothing is left."""
+    t = FitTable(title=title, caption=caption, show_header=show_header)
     for h in headers:
         if h in wrap:
             t.add_column(h, overflow="fold", min_width=10)
