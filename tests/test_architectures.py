@@ -284,3 +284,25 @@ def test_names_that_are_not_hub_ids_are_refused(tmp_path) -> None:
     for name in ("a/b/c", "bad name", "-x"):
         with pytest.raises(EditriskError, match="hub id \\('gpt2', 'owner/name'\\)"):
             load_model(name, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("offline", "cached", "down", "expected"),
+    [
+        ("1", True, None, True),  # offline, cached: from the cache only
+        ("0", True, "hub.example: refused", True),  # no hub, cached: from the cache only
+        ("0", True, None, False),  # hub up: transformers checks for updates as usual
+        ("0", False, None, False),  # hub up, not cached: download
+    ],
+)
+def test_hub_ids_load_from_the_cache_when_the_hub_cannot_be_used(
+    offline, cached, down, expected, monkeypatch
+) -> None:
+    from editrisk.models import sources
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(sources, "hub_cached", lambda repo_id: cached)
+    monkeypatch.setattr(sources, "hub_unreachable", lambda timeout=2.0: down)
+    source = sources.resolve_source("gpt2")
+    assert (source.kind, source.name, source.local_only) == ("hub", "gpt2", expected)
