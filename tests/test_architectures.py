@@ -306,3 +306,23 @@ def test_hub_ids_load_from_the_cache_when_the_hub_cannot_be_used(
     monkeypatch.setattr(sources, "hub_unreachable", lambda timeout=2.0: down)
     source = sources.resolve_source("gpt2")
     assert (source.kind, source.name, source.local_only) == ("hub", "gpt2", expected)
+
+
+def test_models_show_prints_each_editors_preset_and_the_rule(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from editrisk.cli import app
+
+    h = load_model("tiny-opt", device="cpu")
+    h.model.save_pretrained(tmp_path)
+    h.tokenizer.save_pretrained(tmp_path)
+    out = CliRunner().invoke(app, ["models", "show", str(tmp_path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    for words in ("editing presets", "tiny: tiny fixtures", "token=prompt_last",
+                  "matched on: model_type opt, 4 layers, width 32", "--set key=value"):  # fmt: skip
+        assert words in text
+    rows = {line.split("│")[1].strip(): line for line in out.output.splitlines() if "│" in line}
+    assert "[0]" in rows["rome"] and "[0,1]" in rows["memit"] and "(editor defaults)" in rows["ft"]
+    bad = CliRunner().invoke(app, ["models", "show", "not-cached-short-id-0"])
+    assert bad.exit_code == 2 and "HF_HUB_OFFLINE is set" in " ".join(bad.output.split())
