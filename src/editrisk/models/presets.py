@@ -175,13 +175,14 @@ SHAPE_RULES: tuple[ShapeRule, ...] = (
 def _tiny_rule() -> ShapeRule:
     """The tiny fixtures (random weights, 4 layers of width 32, vocab 512, any family).
 
-    Default settings never move them (P(new) 0.001 -> 0.001): the subject's vector reaches
-    the answer position only through 2-3 layers of random attention, so v* plateaus (nll
-    about 5.4 after 100 steps at layer 1; nothing at the last layer). Edited at the last
-    prompt token of layer 0 with a free v* (no KL, no decay, clamp 50 x), ROME and MEMIT
-    put P(new) above P(true) on 6 of 6 WorldFacts-style requests on every family but
-    MEMIT on Gemma-2 (5 of 6; its MLP output passes a norm, see `ArchSpec.mlp_post_norm`);
-    measured by benchmarks/bench_tiny_presets.py.
+    With an editor's own defaults few edits take on them: the subject's vector reaches the
+    answer position only through 2-3 layers of random attention, so v* plateaus (nll about
+    5.4 after 100 steps at layer 1; nothing at the last layer). Edited at the last prompt
+    token of layer 0 (MEMIT: 0-1) with a free v* (no KL, no decay, clamp 50 x), P(new) ends
+    above P(true) on 37 of the 37 requests (ROME; MEMIT 36) where it was below, of six
+    WorldFacts-style requests on each of the 12 fixtures; with the defaults at the same
+    layers, on 12 (ROME) and 9 (MEMIT). MEMIT's miss is on Gemma-2, whose MLP output passes
+    a norm (`ArchSpec.mlp_post_norm`). Measured by benchmarks/bench_tiny_presets.py.
     """
     from editrisk.models.tiny import _HIDDEN, _LAYERS, TINY_VOCAB
 
