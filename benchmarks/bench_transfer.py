@@ -76,8 +76,13 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
 DEFAULT_EDITORS = ("rome", "memit", "alphaedit", "d4s")
 
 
-def score(m: dict[str, float]) -> float:
-    """One number to tune on: efficacy + paraphrase - neighbourhood drop."""
+def score(m: dict[str, float], editor: str = "") -> float:
+    """One number to tune on: efficacy + paraphrase - neighbourhood drop; for GRACE, whose
+    paraphrase figure the targets exempt (a codebook generalises only within its radius),
+    efficacy - drop (with paraphrases counted it buys them with neighbours: radius 16 on 8 of
+    10 folds, drop 27 points mean, 90 max)."""
+    if editor == "grace":
+        return m["efficacy"] - m["drop"]
     return m["efficacy"] + m["paraphrase"] - m["drop"]
 
 
@@ -142,7 +147,9 @@ def main() -> None:
 
         held = []
         for fold in leave_one_relation_out(list(sample)):
-            chosen = tune(list(CANDIDATES[editor]), fold, lambda c, r, f=cell: score(f(c, r)))
+            chosen = tune(
+                list(CANDIDATES[editor]), fold, lambda c, r, f=cell, e=editor: score(f(c, r), e)
+            )
             m = cell(chosen, fold.held_out)
             held.append(m)
             rows.append(
