@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import report  # noqa: E402
 
 from editrisk.engine import load_run, resolve, run_study  # noqa: E402
+from editrisk.progress import report_progress  # noqa: E402
 from editrisk.settings import cache_dir  # noqa: E402
 
 STUDY = Path(__file__).parent.parent / "examples" / "sequential_study.yaml"
@@ -34,7 +35,8 @@ def stand_in(path: Path) -> Path:
     cfg.update(name="report_study_tiny", model="tiny-llama", checkpoint_every=50)
     cfg["data"]["filter_known"] = False
     t = time.perf_counter()
-    rd = run_study(resolve(cfg), path, workers=1, show_progress=True)
+    with report_progress() as progress:
+        rd = run_study(resolve(cfg), path, workers=1, on_progress=progress)
     print(f"stand-in run: {len(rd.results):,} rows in {time.perf_counter() - t:.0f} s")
     return path
 

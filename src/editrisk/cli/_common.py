@@ -175,4 +175,4 @@ def run_with_progress(cfg: Any, out: Path, enabled: bool = True, **kwargs: Any) 
 
     with report_progress(console, enabled=enabled) as bar:
         on = study_progress(bar, len(plan_jobs(cfg))) if enabled else None
-        return run_study(cfg, out, on_progress=on, console=console, **kwargs)
+        return run_study(cfg, out, on_progress=on, **kwargs)

@@ -7,8 +7,7 @@ Protocol runs, 1-LI grids, the vision study and the demo are configs of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +34,11 @@ def select_methods(cfg: StudyConfig, labels: Sequence[str], source: str = "confi
     return cfg.model_copy(update={"methods": [m for m in cfg.methods if m.label in want]})
 
 
-@contextmanager
-def _progress(enabled: bool, console: Any) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    cols = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*cols, console=console) as p:
-        yield p
-
-
 def run_study(
     cfg: StudyConfig,
     run_dir: str | Path,
     *,
     workers: int | None = None,
-    show_progress: bool = False,
-    console: Any = None,
     on_progress: Any = None,
 ) -> RunDir:
     """Run (or resume: same config, same directory) every job of `cfg` into `run_dir`.
@@ -97,19 +68,7 @@ def run_study(
     with rd.writer():
         stored = {k: v for k, v in cfg.to_dict().items() if k != "executor"}  # resumable anywhere
         rd.start(stored, fam.model_info())
-        with _progress(show_progress, console) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(job: str, done: int, total: int) -> None:
-                if on_progress is not None:
-                    on_progress(job, done, total)
-                if bar is None:
-                    return
-                if job not in tasks:
-                    tasks[job] = bar.add_task(job, total=total)
-                bar.update(tasks[job], completed=done)
-
-            executor.run(cfg, jobs, rd, contexts, progress)
+        executor.run(cfg, jobs, rd, contexts, on_progress)
         rd.export()
     return rd
 
