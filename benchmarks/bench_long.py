@@ -5,6 +5,9 @@ covariances cached), its wall time split into the phases of the key/value editor
 optimisation (z*), the keys and the current outputs of the layer loop, the solve, the
 covariance look-up and the rest. It says what dominates the per-edit cost.
 
+`--layer-loop`: the layer loop's forwards for one batch, rows whole or only up to the edit
+position (the same numbers, fewer tokens).
+
 `--study`: one method of examples/long_horizon.yaml driven by the engine's own job runner for
 `--edits` edits (steps of 100, its schedule cut to those edits): edits per hour including the
 scheduled evaluations, and editor state and process RSS after every step (flat within 5 %
@@ -128,6 +131,55 @@ def profile(args: argparse.Namespace) -> None:
     report("long_profile", rows, note)
 
 
+def layer_loop(args: argparse.Namespace) -> None:
+    """The forwards of the key/value editors' layer loop (the keys at each edited layer and
+    the last edited layer's output) for one batch, rows run whole or only up to the edit
+    position (`gather_at_index(upto_index=)`): seconds and the largest difference."""
+    from editrisk.data.bigfacts import build_bigfacts
+    from editrisk.editing.keys import gather_at_index
+    from editrisk.editing.prompts import edit_rows
+    from editrisk.editors import get_editor
+    from editrisk.models import load_model
+
+    h = load_model(args.model, device="cpu")
+    pool = build_bigfacts(seed=0)
+    random.Random(0).shuffle(pool)
+    reqs = pool[: args.batch]
+    name, hp = method_hparams("d4s")
+    editor = get_editor(name, hp)
+    layers = editor.layers_for(h)
+    last = h.arch.layer_module(layers[-1])
+    rows = edit_rows(h.tokenizer, reqs, editor.prefixes(h), with_targets=False)
+    out, rows_out = {}, []
+    for upto in (False, True, False, True):  # twice each, interleaved: load drifts
+        t0 = time.perf_counter()
+        got = {}
+        for layer in layers:
+            mod = h.arch.name("mlp_out", layer)
+            got[layer] = gather_at_index(h, rows, inputs_of=[mod], upto_index=upto)[f"{mod}:in"]
+            got["last", layer] = gather_at_index(h, rows, outputs_of=[last], upto_index=upto)[last]
+        seconds = time.perf_counter() - t0
+        out.setdefault(upto, got)
+        rows_out.append({"rows": "up to the edit position" if upto else "whole", "s": seconds})
+        print(rows_out[-1], flush=True)
+    diff = max(
+        float((out[True][k] - out[False][k]).abs().max() / out[False][k].abs().max())
+        for k in out[False]
+    )
+    tokens = {
+        "whole": sum(len(r.ids) for r in rows),
+        "upto": sum(r.index + 1 for r in rows),
+    }
+    note = (
+        f"Layer loop forwards of {args.model} for {args.batch} BigFacts requests at d4s layers "
+        f"{list(layers)} ({len(layers)} x keys + last output, as MEMIT/D4S/AlphaEdit/ENCORE run "
+        f"them), {tokens['whole']} tokens whole, {tokens['upto']} up to the edit position; "
+        f"largest difference relative to the largest value: {diff:.2e}. {setup_threads()} "
+        "thread(s)."
+    )
+    report("long_layer_loop", rows_out, note)
+
+
 def study(args: argparse.Namespace) -> None:
     from editrisk.engine import RunDir, load_config, select_methods
     from editrisk.engine.plan import plan_jobs
@@ -194,6 +246,7 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--profile", action="store_true")
     mode.add_argument("--study", action="store_true")
+    mode.add_argument("--layer-loop", action="store_true")
     ap.add_argument("--methods", nargs="+", default=["memit", "d4s", "alphaedit", "encore"])
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--method", default="d4s")
@@ -202,7 +255,12 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     args = ap.parse_args()
     setup_threads()
-    profile(args) if args.profile else study(args)
+    if args.profile:
+        profile(args)
+    elif args.layer_loop:
+        layer_loop(args)
+    else:
+        study(args)
 
 
 if __name__ == "__main__":
