@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_editors import EDITORS, FAST, REQS
 
-from editrisk import EditriskError
+from editrisk import EditRequest, EditriskError
 from editrisk.editors import get_editor
 from editrisk.editors.prune import restrain
 
@@ -208,6 +208,15 @@ def test_grace_delta_life(tiny, tmp_path) -> None:
     clone = get_editor("grace", layers=(1,), radius=0.5, steps=5)
     clone.load_state_dict(ed.state_dict())
     assert all(torch.equal(clone.state_dict()[k], v) for k, v in ed.state_dict().items())
+    more = [EditRequest("Norway", "The capital of {} is", "Lima", "Oslo")]
+    with total.applied(tiny.model):  # a resumed editor goes on as the original would
+        third, resumed = ed.edit(tiny, more), clone.edit(tiny, more)
+    for x, y in zip(third.codebooks[name].tensors(), resumed.codebooks[name].tensors()):
+        assert torch.equal(x, y)
+    moved = get_editor("grace", layers=(2,), radius=0.5, steps=5)
+    moved.load_state_dict(ed.state_dict())
+    with pytest.raises(EditriskError, match="at layer 1, not 2"):
+        moved.edit(tiny, more)
     with pytest.raises(EditriskError, match="not a GRACE state"):
         clone.load_state_dict({"book.keys": book.keys})
 

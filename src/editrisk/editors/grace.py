@@ -67,6 +67,7 @@ class GRACE(Editor):
     def reset(self) -> None:
         self.book: dict[str, torch.Tensor] = {}  # keys, values, radii, ids, labels
         self.module = ""
+        self.layer: int | None = None  # the codebook's layer (kept in state_dict)
         self.next_id = 0
 
     def layer_for(self, h: ModelHandle) -> int:
@@ -78,10 +79,13 @@ class GRACE(Editor):
         h, reqs = model, validate_requests(requests)
         if not reqs:
             raise EditriskError("no requests to edit")
-        module = h.arch.name("mlp_out", self.layer_for(h))
-        if self.book and module != self.module:
-            raise EditriskError(f"this GRACE editor's codebook is at {self.module}, not {module}")
-        self.module = module
+        layer = self.layer_for(h)
+        module = h.arch.name("mlp_out", layer)
+        if self.book and layer != self.layer:
+            raise EditriskError(
+                f"this GRACE editor's codebook is at layer {self.layer}, not {layer}"
+            )
+        self.module, self.layer = module, layer
         changed: set[int] = set()
         for r in reqs:
             keys, values, labels = self._entries(h, r)
@@ -160,7 +164,7 @@ class GRACE(Editor):
         if not self.book:
             return {}
         state = {f"book.{f}": t for f, t in self.book.items()}
-        return {**state, "next_id": torch.tensor(self.next_id)}
+        return {**state, "next_id": torch.tensor(self.next_id), "layer": torch.tensor(self.layer)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.reset()
@@ -169,5 +173,6 @@ class GRACE(Editor):
         try:
             self.book = {f: state[f"book.{f}"] for f in _FIELDS}
             self.next_id = int(state["next_id"])
+            self.layer = int(state["layer"])
         except (KeyError, ValueError) as err:
             raise EditriskError(f"not a GRACE state: missing or bad {err}") from None
