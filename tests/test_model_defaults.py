@@ -95,6 +95,17 @@ def test_editor_for_puts_the_caller_over_the_preset() -> None:
     assert ed.hparams.layers == preset_for(h, "rome").layers
 
 
+def test_editors_with_their_own_settings_get_no_preset() -> None:
+    """UltraEdit's lr and GRACE's layer mean something else than MEMIT's: no preset leaks."""
+    h = load_model("tiny-gpt2", device="cpu")
+    big = GPT2Config(n_layer=48, n_embd=1600, n_head=25)
+    for name in ("ultraedit", "grace"):
+        with pytest.raises(editrisk.EditriskError, match="no preset"):
+            preset_for(big, name)
+        assert editor_for(h, name).hparams == get_editor(name).hparams
+    assert editor_for(h, "ultraedit", {"lr": 5e-4}).hparams.lr == 5e-4
+
+
 @pytest.mark.slow
 def test_smollm2_defaults_whatever_it_is_called(smollm) -> None:
     for name in ("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "/models/smollm2"):

@@ -23,6 +23,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from editrisk.errors import EditriskError
+
 if TYPE_CHECKING:
     from editrisk.editors.base import Editor
     from editrisk.models.loading import ModelHandle
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 # Editors whose layer choice is ROME's (one layer); every other key/value editor spreads over
 # MEMIT's window (D4S, AlphaEdit, ENCORE, NSE and RECT/PRUNE's bases build on MEMIT or ROME).
 ROME_LIKE = frozenset({"rome", "ft"})
+# Editors whose settings mean something else (UltraEdit's `lr` scales pseudo-values, GRACE
+# edits one layer's codebook): no preset, their own defaults choose.
+OWN_SETTINGS = frozenset({"grace", "ultraedit"})
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,8 @@ def preset_for(h: ModelHandle | Any, editor: str) -> Preset:
     """The preset `editor` gets on `h` (a `ModelHandle` or a transformers config): the first
     shape rule its config matches, else layers at the depth fractions of its model type's
     reference model."""
+    if editor in OWN_SETTINGS:
+        raise EditriskError(f"no preset for '{editor}': it chooses its own layers and settings")
     config = h.model.config if hasattr(h, "model") else h
     shape = Shape.of_config(config)
     group = "rome" if editor in ROME_LIKE else "memit"
@@ -303,4 +310,6 @@ def editor_for(h: ModelHandle, editor: str, overrides: dict[str, Any] | None = N
 
     if _fields(editor) is None:
         get_editor(editor)  # raises the registry's own error, listing the editors
+    if editor in OWN_SETTINGS:
+        return get_editor(editor, overrides)
     return get_editor(editor, {**preset_for(h, editor).hparams, **(overrides or {})})
