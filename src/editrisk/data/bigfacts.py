@@ -40,11 +40,12 @@ from editrisk.data.worldfacts import (
     EXCLUDED_COUNTRIES,
     MIN_COUNTRY_POPULATION,
     _country_name,
+    fact_request,
 )
 from editrisk.errors import EditriskError
 from editrisk.files import atomic_write_text
 from editrisk.models import ModelHandle
-from editrisk.requests import EditRequest, Neighbour
+from editrisk.requests import EditRequest
 from editrisk.settings import cache_dir
 
 BUILDER_VERSION = 1
@@ -342,24 +343,16 @@ def to_requests(facts: Sequence[Fact], seed: int = 0) -> list[EditRequest]:
             g, tries = pool[rng.randrange(len(pool))], tries + 1
             if g.object not in (f.object, target_new) and g not in picks:
                 picks.append(g)
-        templates = TEMPLATES[f.relation]
         out.append(
-            EditRequest(
-                subject=f.subject,
-                prompt=templates[0],
-                target_new=target_new,
-                target_true=f.object,
-                paraphrases=tuple(t.replace("{}", f.subject) for t in templates[1:]),
-                neighbours=tuple(
-                    Neighbour(templates[0].replace("{}", g.subject), g.object) for g in picks
-                ),
-                generation_prompts=tuple(
-                    t.replace("{}", f.subject) for t in GENERATION_TEMPLATES[f.relation]
-                ),
-                id=f"bigfacts/{f.key}",
-                relation=f.relation,
+            fact_request(
+                f,
+                target_new,
+                picks,
+                TEMPLATES[f.relation],
+                GENERATION_TEMPLATES[f.relation],
+                "bigfacts",
                 extra={"alternatives": list(f.alternatives)},
-            )
+            )  # fmt: skip
         )
     return out
 

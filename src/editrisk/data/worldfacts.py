@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from editrisk.errors import EditriskError
 from editrisk.evaluation.scoring import score_targets
@@ -398,6 +399,34 @@ def _alternatives(seed: int) -> dict[tuple[str, str], tuple[str, ...]]:
     return {(f.relation, f.subject): f.alternatives for f in candidate_facts(seed)}
 
 
+def fact_request(
+    f: Any,
+    target_new: str,
+    neighbours: Sequence[Any],
+    templates: Sequence[str],
+    generation_templates: Sequence[str],
+    source: str,
+    **fields: Any,
+) -> EditRequest:
+    """The CounterFact-style request of fact `f` (subject, object, relation, key): the first
+    template is the prompt, the others its paraphrases; each neighbour fact is asked with the
+    first template. Shared by WorldFacts and BigFacts."""
+    return EditRequest(
+        subject=f.subject,
+        prompt=templates[0],
+        target_new=target_new,
+        target_true=f.object,
+        paraphrases=tuple(t.replace("{}", f.subject) for t in templates[1:]),
+        neighbours=tuple(
+            Neighbour(templates[0].replace("{}", g.subject), g.object) for g in neighbours
+        ),
+        generation_prompts=tuple(t.replace("{}", f.subject) for t in generation_templates),
+        id=f"{source}/{f.key}",
+        relation=f.relation,
+        **fields,
+    )
+
+
 def to_requests(facts: Sequence[Fact], seed: int = 0) -> list[EditRequest]:
     """CounterFact-style requests: a seeded counterfactual target and neighbours from `facts`,
     and questions about the edit's consequences (`questions_for`)."""
@@ -420,23 +449,16 @@ def to_requests(facts: Sequence[Fact], seed: int = 0) -> list[EditRequest]:
             for g in by_obj[f.relation + ":" + target_new][:10]
         ) or REFERENCE_TEMPLATES[f.relation].format(subj="this place", obj=target_new)
         requests.append(
-            EditRequest(
-                subject=f.subject,
-                prompt=templates[0],
-                target_new=target_new,
-                target_true=f.object,
-                paraphrases=tuple(t.replace("{}", f.subject) for t in templates[1:]),
-                neighbours=tuple(
-                    Neighbour(templates[0].replace("{}", g.subject), g.object) for g in pick
-                ),
-                generation_prompts=tuple(
-                    t.replace("{}", f.subject) for t in GENERATION_TEMPLATES[f.relation]
-                ),
-                id=f"worldfacts/{f.key}",
-                relation=f.relation,
+            fact_request(
+                f,
+                target_new,
+                pick,
+                templates,
+                GENERATION_TEMPLATES[f.relation],
+                "worldfacts",
                 extra={"alternatives": list(f.alternatives), "reference": reference},
                 questions=questions_for(f, target_new, seed),
-            )
+            )  # fmt: skip
         )
     return requests
 
