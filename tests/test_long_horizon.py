@@ -399,6 +399,7 @@ def test_unknown_facts_are_edited_and_marked_held_out_facts_are_known(tmp_path, 
     assert [r.id for r in marked] == [r.id for r in pool[:200]]
     assert {type(r.extra["known"]) for r in marked} == {bool}
     assert mark_known(h, pool[:200]) == marked  # cached verdicts, the same
+    assert mark_known(h, pool[:200], use_cache=False, chunk=7) == marked  # chunks: the same
     held = known_heldout(h, pool[200:], 5, chunk=16)
     assert all(r.extra["known"] for r in held) and len(held) <= 5
     cfg = resolve({**TINY, "data": {**TINY["data"], "filter_known": True, "n_heldout": 3}})
@@ -469,3 +470,30 @@ def test_the_long_horizon_study_config_resolves_for_the_local_executor_and_ray()
     # The executor is not part of the stored config: a run resumes under either.
     stored = {k: v for k, v in ray.to_dict().items() if k != "executor"}
     assert stored == {k: v for k, v in cfg.to_dict().items() if k != "executor"}
+
+
+def test_an_interrupted_marking_keeps_the_chunks_it_scored(tmp_path, monkeypatch):
+    import editrisk.data.bigfacts as bf
+    from editrisk.models import load_model
+
+    monkeypatch.setenv("EDITRISK_CACHE", str(tmp_path / "cache"))
+    h = load_model("tiny-gpt2", seed=0)
+    pool = build_bigfacts(seed=0, limit_per_relation=5)[:30]
+    scored: list[int] = []
+    real = bf.known_verdicts
+
+    def failing_third(h, reqs, **kw):
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        scored.append(len(reqs))
+        return real(h, reqs, **kw)
+
+    monkeypatch.setattr(bf, "known_verdicts", failing_third)
+    with pytest.raises(KeyboardInterrupt):
+        mark_known(h, pool, chunk=10)
+    monkeypatch.setattr(
+        bf, "known_verdicts", lambda h, reqs, **kw: scored.append(len(reqs)) or real(h, reqs, **kw)
+    )
+    marked = mark_known(h, pool, chunk=10)
+    assert scored == [10, 10, 10]  # the third chunk only, on the rerun
+    assert marked == mark_known(h, pool, use_cache=False)
