@@ -11,7 +11,8 @@ position (the same numbers, fewer tokens).
 `--study`: one method of examples/long_horizon.yaml driven by the engine's own job runner for
 `--edits` edits (steps of 100, its schedule cut to those edits): edits per hour including the
 scheduled evaluations, and editor state and process RSS after every step (flat within 5 %
-is the target from edit 1,000 on).
+is the target from edit 1,000 on). `--minutes` stops it after the step that passes a time
+budget; the same command resumes it from its last checkpoint.
 
 Usage:
   EDITRISK_BENCH_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_long.py --profile \
@@ -204,6 +205,9 @@ def study(args: argparse.Namespace) -> None:
     samples: list[dict[str, Any]] = []
     t0 = time.perf_counter()
 
+    class OutOfTime(Exception):
+        pass
+
     def progress(_job: str, done: int, _total: int) -> None:
         samples.append(
             {
@@ -215,12 +219,19 @@ def study(args: argparse.Namespace) -> None:
             }
         )
         print(samples[-1], flush=True)
+        if args.minutes and samples[-1]["wall_s"] > 60 * args.minutes and done < _total:
+            raise OutOfTime  # rerun the same command to resume (from the last checkpoint)
 
     with rd.writer():
-        runner.run(progress)
+        try:
+            runner.run(progress)
+            stopped = ""
+        except OutOfTime:
+            stopped = f" Stopped by the {args.minutes:g}-minute budget."
     wall = time.perf_counter() - t0
     steps = [s for s in samples if s["edits"] > 0]
     done = steps[-1]["edits"] if steps else 0
+    first = samples[0]["edits"] if samples else 0  # > 0 when resumed from a checkpoint
     late = [s for s in steps if s["edits"] >= min(1000, done)]
     spread = {
         k: max(s[k] for s in late) / max(min(s[k] for s in late), 1e-9)
@@ -230,12 +241,15 @@ def study(args: argparse.Namespace) -> None:
     collapsed = [r for r in rd.results if r.get("kind") == "collapsed"]
     note = (
         f"{args.method} of examples/long_horizon.yaml on {cfg.model}, {done} edits in steps of "
-        f"100 (data, held-out facts and known-marking built in {build_s:.0f} s, not counted); "
-        f"{wall:.0f} s of wall time, {edit_s:.0f} s of it in the editor, the rest the "
-        f"scheduled evaluations: {3600 * done / wall:,.0f} edits/hour. Max/min from edit "
+        f"100{f' (resumed at {first})' if first else ''} (data, held-out facts and "
+        f"known-marking built in {build_s:.0f} s, not counted); "
+        f"{wall:.0f} s of wall time, the rest the "
+        f"scheduled evaluations: {3600 * (done - first) / wall:,.0f} edits/hour. Max/min from edit "
         f"{late[0]['edits'] if late else '-'}: "
         + ", ".join(f"{k} {v:.3f}" for k, v in spread.items())
         + (f". Collapsed at {collapsed[0]['edits']} edits." if collapsed else ".")
+        + stopped
+        + f" {edit_s:.0f} s in the editor over the whole run."
         + f" {setup_threads()} thread(s)."
     )
     report(f"long_study_{args.method}", steps, note)
@@ -252,6 +266,9 @@ def main() -> None:
     ap.add_argument("--method", default="d4s")
     ap.add_argument("--edits", type=int, default=1000)
     ap.add_argument("--run-dir", default="/tmp/editrisk_long_study")
+    ap.add_argument(
+        "--minutes", type=float, default=0, help="stop after the step that passes this budget"
+    )
     ap.add_argument("--model", default="smollm2-135m")
     args = ap.parse_args()
     setup_threads()
