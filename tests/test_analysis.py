@@ -10,7 +10,16 @@ from typer.testing import CliRunner
 
 from editrisk.cli import app
 from editrisk.engine.store import RunDir
-from editrisk.report import analyze_run, collapse_step, curve, l1_curve, pearson, spearman
+from editrisk.errors import EditriskError
+from editrisk.report import (
+    analyze_run,
+    analyze_runs,
+    collapse_step,
+    curve,
+    l1_curve,
+    pearson,
+    spearman,
+)
 from editrisk.report.stats import bootstrap_ci, correlation_p, ranks
 
 
@@ -136,3 +145,70 @@ def test_cli_analyze_and_run_errors(tmp_path) -> None:
     bad.write_text(yaml.safe_dump({"methods": ["rome"], "protocol": {"name": "single"}}))
     res = runner.invoke(app, ["run", str(bad), "--run-dir", str(tmp_path / "r")])
     assert res.exit_code == 2 and "single" in res.output
+
+
+def _long_rows(method: str, collapse_at: int | None) -> list[dict]:
+    """A long study's rows: sampled retention (with its interval) and general ability on a
+    log scale of edit counts, and a `collapsed` row where perplexity passed the threshold."""
+    rows = [{"method": method, "edits": 0, "step": 0, "schedule": "unedited", "kind": "general",
+             "perplexity": 9.0, "heldout.prob_compare": 1.0}]  # fmt: skip
+    for k in (100, 1000, 10000):
+        if collapse_at is not None and k > collapse_at:
+            break
+        base = {"method": method, "edits": k, "step": k // 100, "protocol": "sequential"}
+        rows.append({**base, "schedule": f"retention@{k}", "kind": "summary",
+                     "efficacy.prob_compare": 1 - k / 20000, "efficacy.prob_compare.ci95": 0.04,
+                     "generalization.prob_compare": 0.5})  # fmt: skip
+        rows.append({**base, "schedule": f"general@{k}", "kind": "general",
+                     "perplexity": 9.0 + k / 50, "heldout.prob_compare": 0.9})  # fmt: skip
+    if collapse_at is not None:
+        rows.append({"method": method, "edits": collapse_at, "kind": "collapsed",
+                     "perplexity": 120.0, "threshold": 100.0})  # fmt: skip
+    return rows
+
+
+def test_analyze_several_runs_side_by_side(tmp_path) -> None:
+    """Two runs into one folder: each method once, the perplexity collapse read from the
+    `collapsed` row, a log edit axis with the unedited point as a line, and the overview."""
+    from matplotlib.axes import Axes
+
+    dirs = []
+    for name, rows in (("a", _long_rows("d4s", None)), ("b", _long_rows("memit", 1000))):
+        rd = RunDir(tmp_path / name)
+        rd.start({"name": "long"})
+        rd.results.append(rows)
+        dirs.append(rd.path)
+    with pytest.raises(EditriskError, match="--out"):
+        analyze_runs(dirs)
+    scales: list[str] = []
+    real = Axes.set_xscale
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Axes, "set_xscale", lambda ax, v, **k: scales.append(v) or real(ax, v, **k))
+        rep = analyze_runs(dirs, tmp_path / "both")
+    by = {r["method"]: r for r in rep.rows}
+    assert set(by) == {"d4s", "memit"}  # distinct names stay unprefixed
+    assert by["memit"]["ppl collapse at edit"] == 1000 and by["d4s"]["ppl collapse at edit"] is None
+    assert by["d4s"]["edits"] == 10000 and by["d4s"]["ppl before"] == 9.0
+    assert "log" in scales
+    assert {p.name for p in rep.plots} >= {"overview.png", "perplexity_general.png"}
+    assert not (tmp_path / "a" / "analysis").exists()  # nothing written into the runs
+    # one method name in two runs: labelled by run
+    rd = RunDir(tmp_path / "c")
+    rd.start({"name": "other"})
+    rd.results.append(_long_rows("d4s", None))
+    names = {r["method"] for r in analyze_runs([dirs[0], rd.path], tmp_path / "o").rows}
+    assert names == {"long: d4s", "other: d4s"}
+
+
+def test_cli_analyze_several_runs_needs_out(tmp_path) -> None:
+    for name in ("a", "b"):
+        rd = RunDir(tmp_path / name)
+        rd.start({"name": name})
+        rd.results.append(_long_rows("d4s", None))
+    runner = CliRunner()
+    res = runner.invoke(app, ["analyze", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert res.exit_code == 2 and "--out" in res.output
+    res = runner.invoke(
+        app, ["analyze", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 0 and (tmp_path / "o" / "overview.png").is_file()

@@ -63,18 +63,25 @@ def sweep_cmd(
 
 @cli_errors
 def analyze_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory written by `editrisk run`"),
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="a run directory written by `editrisk run`, or several to compare"
+    ),
+    out: Path = typer.Option(
+        None, help="output folder (default: RUN_DIR/analysis; required for several runs)"
+    ),
     metric: str = typer.Option(
         None, help="edit-accuracy metric (default: efficacy.prob_compare or edit_success.top1)"
     ),
     threshold: float = typer.Option(0.5, min=0, max=1, help="collapse: accuracy below this value"),
 ) -> None:
     """Curves, L1-vs-accuracy correlations, collapse steps: PNG plots and a table."""
-    from editrisk.report import analyze_run
+    from editrisk.report import analyze_runs
 
-    report = analyze_run(run_dir, metric=metric, threshold=threshold)
+    report = analyze_runs(run_dirs, out, metric=metric, threshold=threshold)
     print(report.table_markdown)
-    next_steps(report.folder, f"editrisk report {q(run_dir)}")
+    runs = " ".join(q(r) for r in run_dirs)
+    again = f"editrisk report {runs}" + ("" if len(run_dirs) == 1 else " --out FOLDER")
+    next_steps(report.folder, again)
 
 
 @cli_errors

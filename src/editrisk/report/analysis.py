@@ -1,12 +1,15 @@
-"""`editrisk analyze RUN_DIR`: per-method curves against the number of edits, L1-vs-accuracy
-correlations and collapse steps, as PNG plots, summary.csv, summary.md and summary.json under
-RUN_DIR/analysis/. Works on every run (a run without steps gets a one-point table)."""
+"""`editrisk analyze RUN_DIR [RUN_DIR ...]`: per-method curves against the number of edits,
+L1-vs-accuracy correlations and collapse steps, as PNG plots (one per metric and a four-panel
+overview), summary.csv, summary.md and summary.json under RUN_DIR/analysis/ (or `--out` for
+several runs side by side). Works on every run (a run without steps gets a one-point table).
+Edit counts spanning two decades or more are drawn on a log axis, perplexity on a log axis."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,8 +91,64 @@ def method_summary(
         "spearman p": correlation_p(rho, len(paired)),
         "n": len(paired),
         "collapse at edit": collapse_step(retention, threshold),
+        "ppl collapse at edit": next(
+            (r.get("edits") for r in mine if r.get("kind") == "collapsed"), None
+        ),
         "failed steps": sum(1 for r in mine if r.get("kind") == "failed"),
     }
+
+
+def _series(
+    rows: list[dict[str, Any]], names: list[str], metric: str, schedule: str, kind: str
+) -> dict[str, list[tuple[int, float, float | None]]]:
+    """Per method: (edits, value, 95 % half-width or None) of one curve."""
+    out = {}
+    for m in names:
+        if metric == "L1":
+            out[m] = [(x, v, None) for x, v in l1_curve(rows, m)]
+            continue
+        ci = dict(curve(rows, m, f"{metric}.ci95", schedule, kind))
+        out[m] = [(x, v, ci.get(x)) for x, v in curve(rows, m, metric, schedule, kind)]
+    return out
+
+
+def _draw(ax: Any, series: dict[str, list[tuple[int, float, float | None]]], ylabel: str) -> None:
+    """One panel: a line per method, sampled retention with its 95 % interval; the x-axis is
+    logarithmic when the edit counts span two decades (the unedited point, at 0 edits, is
+    then a dotted line), perplexity on a log y-axis."""
+    xs = [x for pts in series.values() for x, _, _ in pts if x > 0]
+    log_x = bool(xs) and max(xs) / min(xs) >= 100
+    for i, (m, pts) in enumerate(series.items()):
+        colour = f"C{i % 10}"
+        if log_x:
+            for x, v, _ in pts:
+                if x == 0:
+                    ax.axhline(v, color=colour, ls=":", lw=1, alpha=0.7)
+            pts = [p for p in pts if p[0] > 0]
+        if not pts:
+            continue
+        err = [e or 0.0 for _, _, e in pts] if any(e for _, _, e in pts) else None
+        ax.errorbar(
+            [p[0] for p in pts], [p[1] for p in pts], yerr=err, marker="o", ms=3,
+            capsize=2 if err else 0, color=colour, label=m,
+        )  # fmt: skip
+    if log_x:
+        ax.set_xscale("log")
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if ylabel.startswith("perplexity"):
+        ax.set_yscale("log")
+    ax.set_xlabel("number of edits" + (" (log scale; dotted: unedited)" if log_x else ""))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both" if log_x else "major")
+
+
+def _schedules(rows: list[dict[str, Any]], schedule: str, kind: str) -> str:
+    labels = sorted(
+        {r["schedule"] for r in rows if r.get("kind") == kind
+         and str(r.get("schedule", "")).startswith(schedule)}
+    )  # fmt: skip
+    return ", ".join(labels) if len(labels) <= 3 else f"{labels[0]} ... ({len(labels)} checks)"
 
 
 def _plot(
@@ -101,47 +160,98 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {
-        m: l1_curve(rows, m) if metric == "L1" else curve(rows, m, metric, schedule, kind)
-        for m in names
-    }
+    series = _series(rows, names, metric, schedule, kind)
     if not any(len(pts) > 1 for pts in series.values()):
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for m, pts in series.items():
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m)
-    ax.set_xlabel("number of edits")
-    ax.set_ylabel(ylabel)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    labels = sorted(
-        {r["schedule"] for r in rows if r.get("kind") == kind
-         and str(r.get("schedule", "")).startswith(schedule)}
-    )  # fmt: skip
-    ax.set_title(f"{ylabel}\nschedule: {', '.join(labels)}", fontsize=9)
+    _draw(ax, series, ylabel)
+    ax.set_title(f"{ylabel}\nschedule: {_schedules(rows, schedule, kind)}", fontsize=9)
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+def _overview(
+    rows: list[dict[str, Any]], names: list[str], panels: list[tuple[str, str, str, str]],
+    path: Path,
+) -> Path | None:  # fmt: skip
+    """The four curves a reader asks for first, side by side, one legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = [(p, _series(rows, names, *p[:3])) for p in panels]
+    drawn = [(p, s) for p, s in drawn if any(len(pts) > 1 for pts in s.values())]
+    if len(drawn) < 2:
+        return None
+    fig, axes = plt.subplots(1, len(drawn), figsize=(4.2 * len(drawn), 3.6), squeeze=False)
+    for ax, ((_, _, _, label), series) in zip(axes[0], drawn):
+        _draw(ax, series, label)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _merge(rds: list[RunDir]) -> list[dict[str, Any]]:
+    """All runs' rows; a method name found in more than one run is labelled '<run>: <method>'
+    (the run's config name, or its folder when two runs share one)."""
+    loaded = []
+    for rd in rds:
+        rd.config()  # refuses a folder that is not a run
+        rows = rd.results.rows()
+        if not rows:
+            raise EditriskError(f"{rd.path}: no result rows yet")
+        loaded.append((rd, rows))
+    if len(loaded) == 1:
+        return loaded[0][1]
+    names = [str(rd.config().get("name") or rd.path.name) for rd, _ in loaded]
+    names = [n if names.count(n) == 1 else rd.path.name for n, (rd, _) in zip(names, loaded)]
+    seen: dict[str, int] = {}
+    for _, rows in loaded:
+        for m in methods(rows):
+            seen[m] = seen.get(m, 0) + 1
+    return [
+        {**r, "method": f"{name}: {r['method']}"} if seen.get(r.get("method"), 0) > 1 else r
+        for name, (_, rows) in zip(names, loaded)
+        for r in rows
+    ]
+
+
 def analyze_run(run_dir: str | Path, metric: str | None = None, threshold: float = 0.5) -> Analysis:
-    """Analyse a run directory; collapse = retention `metric` below `threshold` for good.
-    `metric` defaults to the family's edit success (efficacy.prob_compare, edit_success.top1)."""
-    rd = RunDir(run_dir)
-    rd.config()  # refuses a folder that is not a run
-    rows = rd.results.rows()
-    if not rows:
-        raise EditriskError(f"{rd.path}: no result rows yet")
+    """Analyse a run directory into RUN_DIR/analysis; collapse = retention `metric` below
+    `threshold` for good. `metric` defaults to the family's edit success
+    (efficacy.prob_compare, edit_success.top1)."""
+    return analyze_runs([run_dir], None, metric, threshold)
+
+
+def analyze_runs(
+    run_dirs: Sequence[str | Path],
+    out: str | Path | None = None,
+    metric: str | None = None,
+    threshold: float = 0.5,
+) -> Analysis:
+    """Analyse one run (into RUN_DIR/analysis unless `out` is given) or several side by side
+    (into `out`, required: no run's folder is written by another run's analysis)."""
+    if not run_dirs:
+        raise EditriskError("no run directory to analyse")
+    if len(run_dirs) > 1 and out is None:
+        raise EditriskError("several runs are analysed into one folder: give --out FOLDER")
+    rds = [RunDir(p) for p in run_dirs]
+    rows = _merge(rds)
+    label = ", ".join(str(rd.path) for rd in rds)
     if metric is None:
         metric = next((k for k in EDIT_KEYS if any(k in r for r in rows)), EDIT_KEYS[-1])
     if not any(metric in r for r in rows):
         have = sorted({k for r in rows if r.get("kind") == "summary" for k in r if "." in k})
-        raise EditriskError(f"{rd.path}: no rows measure {metric!r}; metrics here: {have}")
+        raise EditriskError(f"{label}: no rows measure {metric!r}; metrics here: {have}")
     names = methods(rows)
-    rep = Analysis(rd.path / "analysis")
+    rep = Analysis(Path(out) if out is not None else rds[0].path / "analysis")
     rep.folder.mkdir(parents=True, exist_ok=True)
     rep.rows = [method_summary(rows, m, metric, threshold) for m in names]
     convention = metric.split(".", 1)[1] if "." in metric else "prob_compare"
@@ -153,9 +263,13 @@ def analyze_run(run_dir: str | Path, metric: str | None = None, threshold: float
     plots += [("L1", "immediate", "diagnostics", "L1 norm of edited weights (sum)")]
     for mt, sched, kind, label in plots:
         slug = label.split(" ")[0].replace(".", "_") + "_" + sched.rstrip("@")
-        out = _plot(rows, names, mt, sched, kind, rep.folder / f"{slug}.png", label)
-        if out is not None:
-            rep.plots.append(out)
+        out_png = _plot(rows, names, mt, sched, kind, rep.folder / f"{slug}.png", label)
+        if out_png is not None:
+            rep.plots.append(out_png)
+    panels = [plots[0], plots[1], *[p for p in plots if p[2] == "general"][:2]]
+    overview = _overview(rows, names, panels, rep.folder / "overview.png")
+    if overview is not None:
+        rep.plots.append(overview)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rep.rows[0]))
     w.writeheader()
@@ -163,7 +277,8 @@ def analyze_run(run_dir: str | Path, metric: str | None = None, threshold: float
     atomic_write_text(rep.folder / "summary.csv", buf.getvalue())
     note = (
         f"Collapse: the retention check (all edits so far) of `{metric}` falls below "
-        f"{threshold} and stays below. Correlations: edited weights' L1 (sum) vs "
+        f"{threshold} and stays below; ppl collapse: the run stopped at a general evaluation "
+        "above its `collapse_perplexity`. Correlations: edited weights' L1 (sum) vs "
         f"retention `{metric}`, over the retention checks (n points), with two-sided p-values "
         "(t-test, n - 2 degrees of freedom; both move with the number of edits, so a small p "
         "is no evidence of cause).\n\n"
