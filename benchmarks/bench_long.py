@@ -2,8 +2,9 @@
 
 `--profile`: one step of `--batch` BigFacts edits per editor (after a warm-up step, with the
 covariances cached), its wall time split into the phases of the key/value editors: the target
-optimisation (z*), the keys and the current outputs of the layer loop, the solve, the
-covariance look-up and the rest. It says what dominates the per-edit cost.
+optimisation (z*), the layer loop's forwards (each layer's keys and the last edited layer's
+output, one forward per layer), the solve, the covariance look-up and the rest. It says what
+dominates the per-edit cost.
 
 `--layer-loop`: the layer loop's forwards for one batch, rows whole or only up to the edit
 position (the same numbers, fewer tokens).
@@ -63,8 +64,7 @@ def phase_timers(seconds: dict[str, float]) -> Iterator[None]:
         return wrapper
 
     patches = [
-        (memit, "compute_keys", "keys (layer loop)"),
-        (memit, "gather_at_index", "current outputs (layer loop)"),
+        (memit, "gather_at_index", "keys and current outputs (layer loop)"),
         (KVEditor, "covariances", "covariance look-up"),
         (KVEditor, "prefixes", "prefixes"),
         (memit.MEMIT, "targets", "target optimisation"),
@@ -126,7 +126,7 @@ def profile(args: argparse.Namespace) -> None:
     note = (
         f"One step of {args.batch} BigFacts edits per editor on {args.model}, settings of "
         f"examples/long_horizon.yaml, after a warm-up step; {setup_threads()} thread(s). "
-        "Phases are nested in the editor's own calls (the layer loop's keys and current outputs "
+        "Phases are nested in the editor's own calls (the layer loop's forwards "
         "sum over layers)."
     )
     report("long_profile", rows, note)

@@ -116,6 +116,23 @@ def test_multilayer_edit_moves_last_layer_toward_z(tiny, editor: str) -> None:
     assert bool((gap_after < 0.6 * gap_before).all()), (gap_before, gap_after)
 
 
+def test_one_forward_reads_a_layer_and_a_module_inside_it(tiny) -> None:
+    """The layer loop reads a layer's MLP input and the last edited layer's output in one
+    forward; when they are the same layer, the forward must not stop at the inner module
+    before the layer's output exists. Each read equals the read on its own."""
+    from editrisk.editing.keys import gather_at_index
+    from editrisk.editing.prompts import edit_rows
+
+    rows = edit_rows(tiny.tokenizer, REQS, [""], with_targets=False)
+    for layer, last in ((1, 2), (2, 2)):
+        inner, outer = tiny.arch.name("mlp_out", layer), tiny.arch.layer_module(last)
+        both = gather_at_index(tiny, rows, inputs_of=[inner], outputs_of=[outer])
+        alone_in = gather_at_index(tiny, rows, inputs_of=[inner])[f"{inner}:in"]
+        alone_out = gather_at_index(tiny, rows, outputs_of=[outer])[outer]
+        assert torch.equal(both[f"{inner}:in"], alone_in)
+        assert torch.equal(both[outer], alone_out)
+
+
 def test_unknown_editor_and_bad_hparams() -> None:
     with pytest.raises(EditriskError, match="unknown editor 'nope'"):
         get_editor("nope")

@@ -36,6 +36,8 @@ def gather_at_index(
     modules = list(dict.fromkeys([*inputs_of, *outputs_of]))
     order = {n: i for i, (n, _) in enumerate(h.model.named_modules())}
     deepest = max(modules, key=order.__getitem__)
+    # A module ends after its submodules: stop after the outermost one holding the deepest.
+    deepest = min((m for m in modules if deepest == m or deepest.startswith(m + ".")), key=len)
     pad = h.tokenizer.pad_token_id or 0
     found: dict[str, list[torch.Tensor]] = {
         **{f"{m}:in": [] for m in inputs_of},

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from editrisk.delta import Delta
-from editrisk.editing.keys import compute_keys, gather_at_index, mean_by_group
+from editrisk.editing.keys import gather_at_index, mean_by_group
 from editrisk.editing.prompts import edit_rows
 from editrisk.editing.solvers import least_squares_update
 from editrisk.editing.targets import Targets, optimise_targets
@@ -83,8 +83,12 @@ class MEMIT(KVEditor):
         applied: list[Delta] = []
         try:
             for i, layer in enumerate(layers):
-                keys = compute_keys(h, reqs, [layer], prefixes, token=self.hparams.token)[layer]
-                current = mean_by_group(gather_at_index(h, rows, outputs_of=[last])[last], rows)
+                # One forward gives both (the weights of this and the later layers are not
+                # yet updated): this layer's keys and the last edited layer's output.
+                mlp_out = h.arch.name("mlp_out", layer)
+                acts = gather_at_index(h, rows, inputs_of=[mlp_out], outputs_of=[last])
+                keys = mean_by_group(acts[f"{mlp_out}:in"], rows)
+                current = mean_by_group(acts[last], rows)
                 resid = (targets.target - current) / (len(layers) - i)
                 cov = covs[layer]
                 upd = self.solve(
