@@ -458,7 +458,16 @@ def test_many_small_steps_killed_and_resumed_end_with_the_rows_of_one_run(tmp_pa
 def test_the_long_horizon_study_config_resolves_for_the_local_executor_and_ray() -> None:
     path = ROOT / "examples" / "long_horizon.yaml"
     cfg = load_config(path)
-    assert cfg.labels() == ["memit", "d4s", "alphaedit", "encore", "ultraedit", "prune", "rect"]
+    assert cfg.labels() == [
+        "memit",
+        "d4s",
+        "alphaedit",
+        "encore",
+        "ultraedit",
+        "ultraedit_lr1e-4",
+        "prune",
+        "rect",
+    ]
     assert cfg.data["source"] == "bigfacts" and cfg.data["n_edits"] == 10_000
     assert (cfg.protocol.name, cfg.protocol.batch_size) == ("sequential", 100)
     s = cfg.schedule
