@@ -229,6 +229,9 @@ def study(args: argparse.Namespace) -> None:
         except OutOfTime:
             stopped = f" Stopped by the {args.minutes:g}-minute budget."
     wall = time.perf_counter() - t0
+    collapsed = [r for r in rd.results if r.get("kind") == "collapsed"]
+    if collapsed and samples:  # the runner reports a collapsed job as done: say where it stopped
+        samples[-1]["edits"] = collapsed[0]["edits"]
     steps = [s for s in samples if s["edits"] > 0]
     done = steps[-1]["edits"] if steps else 0
     first = samples[0]["edits"] if samples else 0  # > 0 when resumed from a checkpoint
@@ -238,7 +241,6 @@ def study(args: argparse.Namespace) -> None:
         for k in ("state_MiB", "rss_MiB")
     }
     edit_s = sum(r.get("time.edit_s", 0.0) for r in rd.results if r.get("kind") == "timing")
-    collapsed = [r for r in rd.results if r.get("kind") == "collapsed"]
     note = (
         f"{args.method} of examples/long_horizon.yaml on {cfg.model}, {done} edits in steps of "
         f"100{f' (resumed at {first})' if first else ''} (data, held-out facts and "
