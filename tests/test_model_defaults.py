@@ -44,6 +44,9 @@ PUBLISHED = [
      "published: Llama-3-8B"),
     (LlamaConfig(num_hidden_layers=30, hidden_size=576, intermediate_size=1536,
                  vocab_size=49152), "rome", (6,), None, "measured: smollm2-135m"),
+    (LlamaConfig(num_hidden_layers=30, hidden_size=576, intermediate_size=1536,
+                 vocab_size=49152), "rect", (2, 3, 4, 5, 6), ("keep_fraction", 0.5),
+     "measured: smollm2-135m"),
 ]  # fmt: skip
 
 

@@ -172,7 +172,11 @@ SHAPE_RULES: tuple[ShapeRule, ...] = (
         # 0.80 at 10). MEMIT spreads over the window ending at that layer.
         rome=dict(layers=(6,)),
         memit=dict(layers=(2, 3, 4, 5, 6)),
-        source="editrisk's layer sweep on SmolLM2-135M (benchmarks/bench_layers.py)",
+        # benchmarks/bench_transfer.py --editors rect: keeping half of the entries (not the
+        # paper's 0.2) was chosen on every one of ten leave-one-relation-out folds.
+        extra={"rect": dict(keep_fraction=0.5)},
+        source="editrisk's layer sweep on SmolLM2-135M (benchmarks/bench_layers.py); RECT's "
+        "kept fraction by leave-one-relation-out (benchmarks/bench_transfer.py)",
     ),
 )
 
