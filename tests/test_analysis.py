@@ -212,3 +212,13 @@ def test_cli_analyze_several_runs_needs_out(tmp_path) -> None:
         app, ["analyze", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]
     )
     assert res.exit_code == 0 and (tmp_path / "o" / "overview.png").is_file()
+    (tmp_path / "file").write_text("x")
+    bad = [
+        ([tmp_path / "a", tmp_path / "a"], tmp_path / "o2", "listed twice"),
+        ([tmp_path / "a", tmp_path / "b"], tmp_path / "file", "not a folder"),
+        ([tmp_path / "a", tmp_path / "b"], tmp_path / "b", "is a run directory"),
+    ]
+    for runs, out, message in bad:
+        res = runner.invoke(app, ["analyze", *map(str, runs), "--out", str(out)])
+        assert res.exit_code == 2 and message in res.output, res.output
+    assert not (tmp_path / "b" / "summary.csv").exists() and not (tmp_path / "o2").exists()

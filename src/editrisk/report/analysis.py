@@ -243,6 +243,17 @@ def analyze_runs(
     if len(run_dirs) > 1 and out is None:
         raise EditriskError("several runs are analysed into one folder: give --out FOLDER")
     rds = [RunDir(p) for p in run_dirs]
+    paths = [rd.path.resolve() for rd in rds]
+    if len(set(paths)) < len(paths):
+        raise EditriskError("a run directory is listed twice; list each run once")
+    if out is not None:
+        target = Path(out)
+        if target.exists() and not target.is_dir():
+            raise EditriskError(f"--out {target}: exists and is not a folder")
+        if (target / "config.yaml").exists() or (target / "rows.jsonl").exists():
+            raise EditriskError(
+                f"--out {target}: is a run directory; analyses go to a folder of their own"
+            )
     rows = _merge(rds)
     label = ", ".join(str(rd.path) for rd in rds)
     if metric is None:
