@@ -2,7 +2,7 @@
 L1-vs-accuracy correlations and collapse steps, as PNG plots (one per metric and a four-panel
 overview), summary.csv, summary.md and summary.json under RUN_DIR/analysis/ (or `--out` for
 several runs side by side). Works on every run (a run without steps gets a one-point table).
-Edit counts spanning two decades or more are drawn on a log axis, perplexity on a log axis."""
+Edit counts spanning a decade or more are drawn on a log axis, perplexity on a log axis."""
 
 from __future__ import annotations
 
@@ -114,16 +114,18 @@ def _series(
 
 def _draw(ax: Any, series: dict[str, list[tuple[int, float, float | None]]], ylabel: str) -> None:
     """One panel: a line per method, sampled retention with its 95 % interval; the x-axis is
-    logarithmic when the edit counts span two decades (the unedited point, at 0 edits, is
-    then a dotted line), perplexity on a log y-axis."""
+    logarithmic when the edit counts span a decade or more (the unedited point, at 0 edits,
+    is then a dotted line), perplexity on a log y-axis."""
     xs = [x for pts in series.values() for x, _, _ in pts if x > 0]
-    log_x = bool(xs) and max(xs) / min(xs) >= 100
+    log_x = bool(xs) and max(xs) / min(xs) >= 10
+    unedited = False
     for i, (m, pts) in enumerate(series.items()):
         colour = f"C{i % 10}"
         if log_x:
             for x, v, _ in pts:
                 if x == 0:
                     ax.axhline(v, color=colour, ls=":", lw=1, alpha=0.7)
+                    unedited = True
             pts = [p for p in pts if p[0] > 0]
         if not pts:
             continue
@@ -134,11 +136,16 @@ def _draw(ax: Any, series: dict[str, list[tuple[int, float, float | None]]], yla
         )  # fmt: skip
     if log_x:
         ax.set_xscale("log")
+        lo, hi = min(xs), max(xs)
+        ticks = [m * 10**e for e in range(len(str(hi)) + 1) for m in (1, 2, 5)]
+        ax.set_xticks([t for t in ticks if lo <= t <= hi], minor=False)
+        ax.set_xticklabels([f"{t:,}" for t in ticks if lo <= t <= hi])
     else:
         ax.xaxis.get_major_locator().set_params(integer=True)
     if ylabel.startswith("perplexity"):
         ax.set_yscale("log")
-    ax.set_xlabel("number of edits" + (" (log scale; dotted: unedited)" if log_x else ""))
+    scale = " (log scale; dotted: unedited)" if unedited else " (log scale)" if log_x else ""
+    ax.set_xlabel("number of edits" + scale)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both" if log_x else "major")
 
