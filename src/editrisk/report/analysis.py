@@ -205,28 +205,22 @@ def _overview(
     return path
 
 
-def _merge(rds: list[RunDir]) -> list[dict[str, Any]]:
+def _merge(paths: list[Path]) -> list[dict[str, Any]]:
     """All runs' rows; a method name found in more than one run is labelled '<run>: <method>'
-    (the run's config name, or its folder when two runs share one)."""
-    loaded = []
-    for rd in rds:
-        rd.config()  # refuses a folder that is not a run
-        rows = rd.results.rows()
-        if not rows:
-            raise EditriskError(f"{rd.path}: no result rows yet")
-        loaded.append((rd, rows))
-    if len(loaded) == 1:
-        return loaded[0][1]
-    names = [str(rd.config().get("name") or rd.path.name) for rd, _ in loaded]
-    names = [n if names.count(n) == 1 else rd.path.name for n, (rd, _) in zip(names, loaded)]
+    (the run labels of `editrisk report`: config name, or folder when two runs share one)."""
+    from editrisk.report.html import _load
+
+    runs = _load(paths)
+    if len(runs) == 1:
+        return runs[0].rows
     seen: dict[str, int] = {}
-    for _, rows in loaded:
-        for m in methods(rows):
+    for run in runs:
+        for m in methods(run.rows):
             seen[m] = seen.get(m, 0) + 1
     return [
-        {**r, "method": f"{name}: {r['method']}"} if seen.get(r.get("method"), 0) > 1 else r
-        for name, (_, rows) in zip(names, loaded)
-        for r in rows
+        {**r, "method": f"{run.label}: {r['method']}"} if seen.get(r.get("method"), 0) > 1 else r
+        for run in runs
+        for r in run.rows
     ]
 
 
@@ -261,7 +255,7 @@ def analyze_runs(
             raise EditriskError(
                 f"--out {target}: is a run directory; analyses go to a folder of their own"
             )
-    rows = _merge(rds)
+    rows = _merge([rd.path for rd in rds])
     label = ", ".join(str(rd.path) for rd in rds)
     if metric is None:
         metric = next((k for k in EDIT_KEYS if any(k in r for r in rows)), EDIT_KEYS[-1])
