@@ -158,15 +158,21 @@ def _schedules(rows: list[dict[str, Any]], schedule: str, kind: str) -> str:
     return ", ".join(labels) if len(labels) <= 3 else f"{labels[0]} ... ({len(labels)} checks)"
 
 
-def _plot(
-    rows: list[dict[str, Any]], names: list[str], metric: str, schedule: str, kind: str,
-    path: Path, ylabel: str,
-) -> Path | None:  # fmt: skip
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot(
+    rows: list[dict[str, Any]], names: list[str], metric: str, schedule: str, kind: str,
+    path: Path, ylabel: str,
+) -> Path | None:  # fmt: skip
+    plt = _pyplot()
     series = _series(rows, names, metric, schedule, kind)
     if not any(len(pts) > 1 for pts in series.values()):
         return None
@@ -185,11 +191,7 @@ def _overview(
     path: Path,
 ) -> Path | None:  # fmt: skip
     """The four curves a reader asks for first, side by side, one legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     drawn = [(p, _series(rows, names, *p[:3])) for p in panels]
     drawn = [(p, s) for p, s in drawn if any(len(pts) > 1 for pts in s.values())]
     if len(drawn) < 2:
